@@ -1,0 +1,97 @@
+"""Python API for notebooks and scripts: build a model from the config groups, load one."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+
+from vanseg.models.pretrained import CheckpointError, check_and_load, load_file
+from vanseg.models.segmentor import Segmentor
+
+__all__ = ["build_model", "build_model_from_config", "load_model", "save_model", "CKPT_KEY"]
+
+log = logging.getLogger(__name__)
+
+#: Key of the vanseg metadata (model config) in every checkpoint written by vanseg.
+CKPT_KEY = "vanseg"
+CKPT_FORMAT = 1
+
+
+def build_model_from_config(model_cfg: Mapping[str, Any]) -> Segmentor:
+    """Instantiate a :class:`Segmentor` from ``{backbone, neck, head, aux_head}`` nodes."""
+    missing = [k for k in ("backbone", "head") if not model_cfg.get(k)]
+    if missing:
+        raise ValueError(f"model config lacks {missing}; got keys {sorted(model_cfg)}")
+
+    def build(key: str):
+        node = model_cfg.get(key)
+        return instantiate(node, _convert_="all") if node else None
+
+    return Segmentor(
+        build("backbone"), build("head"), neck=build("neck"), aux_head=build("aux_head")
+    )
+
+
+def build_model(
+    backbone: str = "van_tiny",
+    head: str = "light_ham",
+    num_classes: int = 150,
+    overrides: Sequence[str] = (),
+) -> Segmentor:
+    """Build a model from the ``conf/`` groups, e.g. ``build_model("van_base", "upernet")``.
+
+    Args:
+        backbone: A ``conf/backbone`` option (``van_tiny``..``van_large``, ``van_test``).
+        head: A ``conf/head`` option (``light_ham``, ``light_ham_d256``, ``hamnet``,
+            ``upernet``, ``fpn``).
+        num_classes: Output classes.
+        overrides: Further Hydra overrides, e.g. ``["backbone.pretrained=van_tiny_754.pth.tar"]``.
+    """
+    from vanseg.utils.config import compose_config, model_config
+
+    cfg = compose_config(
+        [f"backbone={backbone}", f"head={head}", f"data.num_classes={num_classes}", *overrides]
+    )
+    return build_model_from_config(model_config(cfg))
+
+
+def save_model(model: Segmentor, model_cfg: Mapping[str, Any], path: str | Path, **meta) -> None:
+    """Write ``{"state_dict", "vanseg": {"model": model_cfg, ...}}`` for :func:`load_model`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {
+            "state_dict": model.state_dict(),
+            CKPT_KEY: {"format": CKPT_FORMAT, "model": dict(model_cfg), **meta},
+        },
+        path,
+    )
+
+
+def load_model(path: str | Path, unsafe_load: bool = False) -> Segmentor:
+    """Rebuild a model from a vanseg checkpoint (converted or trained) and return it in eval mode.
+
+    The model is built from the config stored in the file (``backbone.pretrained`` is not
+    reloaded), then the weights are loaded strictly.
+    """
+    ckpt = load_file(path, unsafe_load, "unsafe_load")
+    meta = ckpt.get(CKPT_KEY) if isinstance(ckpt, Mapping) else None
+    if not meta or "model" not in meta:
+        raise CheckpointError(
+            f"{path} has no vanseg model config (key '{CKPT_KEY}'). Convert an original "
+            "mmseg checkpoint with `python -m vanseg.tools.convert IN OUT backbone=... head=...`."
+        )
+    model_cfg = copy.deepcopy(meta["model"])
+    model_cfg["backbone"]["pretrained"] = None
+    model = build_model_from_config(model_cfg)
+    state = ckpt["state_dict"]
+    if state and all(k.startswith("model.") for k in state):  # a Lightning checkpoint
+        state = {k.removeprefix("model."): v for k, v in state.items()}
+    check_and_load(model, state, f"checkpoint {path}")
+    return model.eval()

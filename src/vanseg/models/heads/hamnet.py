@@ -1,0 +1,62 @@
+"""HamNet decode head on the output-stride-8 backbone (VAN-Segmentation ``HamHead``).
+
+3x3 squeeze, Hamburger (NMF), 3x3 align, then a 3x3 conv over the concatenation of the
+backbone's last stage and the aligned features, then the classifier (REFERENCE.md §5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from vanseg.models.heads.base import DecodeHead
+from vanseg.models.layers.conv import ConvNormAct
+from vanseg.models.layers.matrix_decomposition import Hamburger
+
+__all__ = ["HamHead"]
+
+
+class HamHead(DecodeHead):
+    """HamNet head; returns logits at the stride of stage ``in_index`` (1/8 with OS8).
+
+    Args:
+        in_channels: Channels of every backbone stage.
+        num_classes: Output classes.
+        channels: Width of every conv in the head (512).
+        rank: NMF rank.
+        in_index: Stage read (the last).
+        dropout: Dropout2d before the classifier.
+        train_steps, eval_steps, one_step_grad, eval_seed: see :class:`NMF2D`.
+    """
+
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        num_classes: int,
+        channels: int = 512,
+        rank: int = 64,
+        in_index: int = 3,
+        dropout: float = 0.1,
+        train_steps: int = 6,
+        eval_steps: int = 7,
+        one_step_grad: bool = False,
+        eval_seed: int | None = None,
+    ) -> None:
+        super().__init__(in_channels, num_classes, channels, in_index, dropout)
+        self.squeeze = ConvNormAct(self.in_channels, channels, 3, norm="gn")
+        self.hamburger = Hamburger(
+            channels,
+            rank=rank,
+            train_steps=train_steps,
+            eval_steps=eval_steps,
+            one_step_grad=one_step_grad,
+            eval_seed=eval_seed,
+        )
+        self.align = ConvNormAct(channels, channels, 3, norm="gn")
+        self.conv_cat = ConvNormAct(self.in_channels + channels, channels, 3, norm="gn")
+
+    def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        x = self.select(feats)
+        out = self.align(self.hamburger(self.squeeze(x)))
+        return self.classify(self.conv_cat(torch.cat([x, out], dim=1)))

@@ -1,0 +1,113 @@
+"""Loading checkpoint files safely, and ImageNet-pretrained VAN weights into a backbone."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vanseg.models.backbones.van import checkpoint_filter_fn
+
+__all__ = ["load_file", "load_pretrained_backbone", "CheckpointError", "unwrap_state_dict"]
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file cannot be read or does not fit the model."""
+
+
+def load_file(path: str | Path, unsafe_load: bool = False, option: str = "unsafe_load") -> Any:
+    """``torch.load`` on the CPU with ``weights_only=True`` unless explicitly allowed.
+
+    Args:
+        path: File to read.
+        unsafe_load: Allow full unpickling (runs code stored in the file: trusted files only).
+        option: Name of the user-facing switch, quoted in the error message.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not unsafe_load)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path} holds Python objects other than tensors and plain containers, so it was "
+            f"refused by torch.load(weights_only=True). Unpickling such a file can execute "
+            f"arbitrary code. If you trust its source, set {option}=true to load it fully "
+            f"(for example timm training checkpoints carry an argparse.Namespace).\n"
+            f"torch said: {str(err).splitlines()[0]}"
+        ) from err
+
+
+def unwrap_state_dict(obj: Any, path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensor dict of a checkpoint: under ``state_dict`` or ``model``, or the object."""
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model"):
+            if key in obj and isinstance(obj[key], Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not all(torch.is_tensor(v) for v in obj.values()):
+        raise CheckpointError(
+            f"{path}: expected a state dict of tensors (optionally under 'state_dict'), "
+            f"got {type(obj).__name__}"
+        )
+    return dict(obj)
+
+
+def check_and_load(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict(strict=True)``, with every missing/unexpected/mis-shaped key listed."""
+    own = module.state_dict()
+    # Files saved before BatchNorm tracked batches lack these counters; they carry no weights.
+    state_dict = dict(state_dict)
+    for key in own.keys() - state_dict.keys():
+        if key.endswith("num_batches_tracked"):
+            state_dict[key] = own[key]
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    mis_shaped = sorted(
+        f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in set(own) & set(state_dict)
+        if state_dict[k].shape != own[k].shape
+    )
+    problems = []
+    for title, keys in (
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("mis-shaped", mis_shaped),
+    ):
+        if keys:
+            problems.append(f"{len(keys)} {title} key(s): " + ", ".join(keys))
+    if problems:
+        raise CheckpointError(
+            f"{source} does not match the model ({type(module).__name__}):\n  "
+            + "\n  ".join(problems)
+            + "\nCheck that the backbone/head options match the checkpoint."
+        )
+    module.load_state_dict(state_dict, strict=True)
+
+
+def load_pretrained_backbone(
+    backbone: nn.Module, path: str | Path, unsafe_load: bool = False
+) -> list[str]:
+    """Load an ImageNet checkpoint of the original VAN classification repository.
+
+    The file holds the backbone keys without prefix plus the classifier ``head.*``, usually
+    under ``state_dict`` (REFERENCE.md §2). The classifier is dropped and reported; any
+    other missing, unexpected or mis-shaped key is an error.
+
+    Returns:
+        The dropped classifier keys.
+    """
+    raw = unwrap_state_dict(load_file(path, unsafe_load, "backbone.unsafe_load"), path)
+    raw = {k.removeprefix("module."): v for k, v in raw.items()}
+    dropped = sorted(k for k in raw if k.startswith("head."))
+    state = checkpoint_filter_fn({k: v for k, v in raw.items() if k not in dropped})
+    check_and_load(backbone, state, f"pretrained file {path}")
+    log.info("Loaded ImageNet weights from %s; dropped classifier keys: %s", path, dropped)
+    return dropped

@@ -1,0 +1,41 @@
+"""Composing the Hydra configuration outside ``@hydra.main`` (tools, notebooks, tests)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+
+__all__ = ["config_dir", "compose_config", "model_config", "MODEL_KEYS"]
+
+#: Top-level config nodes that describe the model (stored in every checkpoint).
+MODEL_KEYS = ("backbone", "neck", "head", "aux_head")
+
+
+def config_dir() -> Path:
+    """The ``conf/`` folder: ``$VANSEG_CONFIG_DIR`` or the one beside ``src/`` (editable install)."""
+    path = Path(os.environ.get("VANSEG_CONFIG_DIR", Path(__file__).resolve().parents[3] / "conf"))
+    if not (path / "train.yaml").is_file():
+        raise FileNotFoundError(
+            f"vanseg config folder not found at {path}. Install vanseg from its repository "
+            "with `pip install -e .`, or point VANSEG_CONFIG_DIR at the repository's conf/."
+        )
+    return path
+
+
+def compose_config(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
+    """Compose ``conf/<config_name>.yaml`` with command-line style overrides."""
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        return compose(config_name, overrides=list(overrides))
+
+
+def model_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved model part of a config: ``{backbone, neck, head, aux_head}`` as plain dicts."""
+    return {
+        key: OmegaConf.to_container(cfg[key], resolve=True) if cfg.get(key) is not None else None
+        for key in MODEL_KEYS
+    }
