@@ -17,7 +17,7 @@ MODEL_KEYS = ("backbone", "neck", "head", "aux_head")
 
 
 def config_dir() -> Path:
-    """The ``conf/`` folder: ``$VANSEG_CONFIG_DIR`` or the one beside ``src/`` (editable install)."""
+    """The ``conf/`` folder: ``$VANSEG_CONFIG_DIR``, else the one beside ``src/``."""
     path = Path(os.environ.get("VANSEG_CONFIG_DIR", Path(__file__).resolve().parents[3] / "conf"))
     if not (path / "train.yaml").is_file():
         raise FileNotFoundError(
