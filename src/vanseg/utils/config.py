@@ -27,10 +27,18 @@ def config_dir() -> Path:
     return path
 
 
-def compose_config(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
-    """Compose ``conf/<config_name>.yaml`` with command-line style overrides."""
+def compose_config(
+    overrides: Sequence[str] = (), config_name: str = "train", return_hydra_config: bool = False
+) -> DictConfig:
+    """Compose ``conf/<config_name>.yaml`` with command-line style overrides.
+
+    With ``return_hydra_config`` the result also has the ``hydra`` node (e.g. the chosen
+    group options under ``hydra.runtime.choices``).
+    """
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        return compose(config_name, overrides=list(overrides))
+        return compose(
+            config_name, overrides=list(overrides), return_hydra_config=return_hydra_config
+        )
 
 
 def model_config(cfg: DictConfig) -> dict[str, Any]:

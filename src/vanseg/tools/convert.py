@@ -1,0 +1,105 @@
+"""Convert an original VAN-Segmentation (mmseg 0.x) checkpoint into a vanseg checkpoint.
+
+    python -m vanseg.tools.convert IN.pth OUT.ckpt backbone=van_tiny head=light_ham
+
+The input is the ``{'meta', 'state_dict', 'optimizer'}`` file written by mmcv
+(REFERENCE.md §2). Keys are renamed only where vanseg's module names differ (backbone
+stages, HamNet's hamburger level); every key must then match the model built from the given
+backbone/head exactly, else the error lists the missing, unexpected and mis-shaped keys.
+The number of classes is read from the checkpoint. The output stores the model config, so
+``vanseg.load_model(OUT.ckpt)`` rebuilds the model from the file alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+
+from vanseg.api import build_model_from_config, save_model
+from vanseg.models.backbones.van import checkpoint_filter_fn
+from vanseg.models.pretrained import CheckpointError, check_and_load, load_file
+from vanseg.tools._cli import split_overrides
+from vanseg.utils.config import compose_config, model_config
+
+__all__ = ["convert_state_dict", "convert"]
+
+log = logging.getLogger(__name__)
+
+#: Key prefixes renamed outside the backbone: HamHead's hamburger is a method in mmseg.
+_HEAD_RENAMES = {
+    "decode_head.ham_in.": "decode_head.hamburger.ham_in.",
+    "decode_head.ham_out.": "decode_head.hamburger.ham_out.",
+}
+
+
+def convert_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Pure key remap from mmseg ``EncoderDecoder`` names to :class:`Segmentor` names."""
+    backbone = {}
+    out = {}
+    for key, value in state_dict.items():
+        key = key.removeprefix("module.")
+        if key.startswith("backbone."):
+            backbone[key.removeprefix("backbone.")] = value
+            continue
+        for old, new in _HEAD_RENAMES.items():
+            if key.startswith(old):
+                key = new + key.removeprefix(old)
+        out[key] = value
+    out.update({f"backbone.{k}": v for k, v in checkpoint_filter_fn(backbone).items()})
+    return out
+
+
+def convert(
+    src: str | Path, dst: str | Path, overrides: Sequence[str] = (), unsafe_load: bool = False
+) -> None:
+    """Convert ``src`` (mmseg checkpoint) to ``dst`` for the model chosen by ``overrides``."""
+    ckpt = load_file(src, unsafe_load, "--unsafe-load")
+    if not isinstance(ckpt, Mapping) or "state_dict" not in ckpt:
+        raise CheckpointError(
+            f"{src} is not an mmseg checkpoint: expected a dict with a 'state_dict' entry"
+        )
+    state = convert_state_dict(ckpt["state_dict"])
+    overrides = list(overrides)
+    if "decode_head.conv_seg.weight" in state and not any(
+        o.startswith("data.num_classes=") for o in overrides
+    ):
+        overrides.append(f"data.num_classes={state['decode_head.conv_seg.weight'].shape[0]}")
+    cfg = model_config(compose_config(overrides))
+    cfg["backbone"]["pretrained"] = None
+    model = build_model_from_config(cfg)
+    check_and_load(model, state, f"converted {src}")
+    ignored = sorted(k for k in ckpt if k != "state_dict")
+    meta = ckpt.get("meta") if isinstance(ckpt.get("meta"), Mapping) else {}
+    save_model(
+        model,
+        cfg,
+        dst,
+        source=str(src),
+        source_meta={k: meta[k] for k in ("mmseg_version", "CLASSES") if k in meta},
+    )
+    print(f"Converted {len(state)} tensors from {src} to {dst}; not carried over: {ignored}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m vanseg.tools.convert",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("src", help="original mmseg checkpoint (.pth)")
+    parser.add_argument("dst", help="vanseg checkpoint to write (.ckpt)")
+    parser.add_argument(
+        "--unsafe-load",
+        action="store_true",
+        help="allow full unpickling of SRC (only for files you trust)",
+    )
+    args, overrides = split_overrides(parser, argv)
+    convert(args.src, args.dst, overrides, unsafe_load=args.unsafe_load)
+
+
+if __name__ == "__main__":
+    main()
