@@ -114,8 +114,9 @@ def head_state_dict(size: str, head: str, g: torch.Generator, k: int = 150) -> d
         for lvl in range(4):
             for j in range(max(1, lvl)):
                 cin = 256 if j == 0 else 128
-                _conv_module(sd, f"decode_head.scale_heads.{lvl}.{2 * j if lvl else 0}",
-                             128, cin, 3, "bn", g)
+                _conv_module(
+                    sd, f"decode_head.scale_heads.{lvl}.{2 * j if lvl else 0}", 128, cin, 3, "bn", g
+                )
     else:
         raise ValueError(head)
     return sd
@@ -135,12 +136,22 @@ def original_checkpoint(size: str, head: str, seed: int = 0) -> dict:
 
 # ----------------------------------------------------------------------------- forward
 def _up(x, size, mode="bilinear"):
-    return F.interpolate(x, size=size, mode=mode, align_corners=False if mode == "bilinear" else None)
+    return F.interpolate(
+        x, size=size, mode=mode, align_corners=False if mode == "bilinear" else None
+    )
 
 
 def _bn_f(x, sd, p):
-    return F.batch_norm(x, sd[f"{p}.running_mean"], sd[f"{p}.running_var"], sd[f"{p}.weight"],
-                        sd[f"{p}.bias"], False, 0.1, 1e-5)
+    return F.batch_norm(
+        x,
+        sd[f"{p}.running_mean"],
+        sd[f"{p}.running_var"],
+        sd[f"{p}.weight"],
+        sd[f"{p}.bias"],
+        False,
+        0.1,
+        1e-5,
+    )
 
 
 def _cm(x, sd, p, norm, k, act=True):
@@ -169,16 +180,27 @@ def backbone_forward(x, sd, size, strides=(4, 2, 2, 2)):
             a = F.gelu(a)
             g = f"{b}.attn.spatial_gating_unit"
             attn = F.conv2d(a, sd[f"{g}.conv0.weight"], sd[f"{g}.conv0.bias"], padding=2, groups=c)
-            attn = F.conv2d(attn, sd[f"{g}.conv_spatial.weight"], sd[f"{g}.conv_spatial.bias"],
-                            padding=9, dilation=3, groups=c)
+            attn = F.conv2d(
+                attn,
+                sd[f"{g}.conv_spatial.weight"],
+                sd[f"{g}.conv_spatial.bias"],
+                padding=9,
+                dilation=3,
+                groups=c,
+            )
             attn = F.conv2d(attn, sd[f"{g}.conv1.weight"], sd[f"{g}.conv1.bias"])
             a = a * attn
             a = F.conv2d(a, sd[f"{b}.attn.proj_2.weight"], sd[f"{b}.attn.proj_2.bias"]) + y
             x = x + sd[f"{b}.layer_scale_1"].view(-1, 1, 1) * a
             y = _bn_f(x, sd, f"{b}.norm2")
             m = F.conv2d(y, sd[f"{b}.mlp.fc1.weight"], sd[f"{b}.mlp.fc1.bias"])
-            m = F.conv2d(m, sd[f"{b}.mlp.dwconv.dwconv.weight"], sd[f"{b}.mlp.dwconv.dwconv.bias"],
-                         padding=1, groups=m.shape[1])
+            m = F.conv2d(
+                m,
+                sd[f"{b}.mlp.dwconv.dwconv.weight"],
+                sd[f"{b}.mlp.dwconv.dwconv.bias"],
+                padding=1,
+                groups=m.shape[1],
+            )
             m = F.conv2d(F.gelu(m), sd[f"{b}.mlp.fc2.weight"], sd[f"{b}.mlp.fc2.bias"])
             x = x + sd[f"{b}.layer_scale_2"].view(-1, 1, 1) * m
         n = f"backbone.norm{s + 1}"
@@ -195,11 +217,17 @@ def nmf(x, rank, steps):
     bases = F.normalize(torch.rand((b, c, rank)), dim=1)
     coef = F.softmax(torch.bmm(x.transpose(1, 2), bases), dim=-1)
     for _ in range(steps):
-        coef = coef * torch.bmm(x.transpose(1, 2), bases) / (
-            coef.bmm(bases.transpose(1, 2).bmm(bases)) + 1e-6)
+        coef = (
+            coef
+            * torch.bmm(x.transpose(1, 2), bases)
+            / (coef.bmm(bases.transpose(1, 2).bmm(bases)) + 1e-6)
+        )
         bases = bases * torch.bmm(x, coef) / (bases.bmm(coef.transpose(1, 2).bmm(coef)) + 1e-6)
-    coef = coef * torch.bmm(x.transpose(1, 2), bases) / (
-        coef.bmm(bases.transpose(1, 2).bmm(bases)) + 1e-6)
+    coef = (
+        coef
+        * torch.bmm(x.transpose(1, 2), bases)
+        / (coef.bmm(bases.transpose(1, 2).bmm(bases)) + 1e-6)
+    )
     return torch.bmm(bases, coef.transpose(1, 2)).view(b, c, h, w)
 
 
@@ -228,8 +256,10 @@ def segmentor_forward(images, sd, size, head):
     elif head == "upernet":
         top = feats[3]
         pooled = [
-            _up(_cm(F.adaptive_avg_pool2d(top, s), sd, f"decode_head.psp_modules.{i}.1", "bn", 1),
-                top.shape[2:])
+            _up(
+                _cm(F.adaptive_avg_pool2d(top, s), sd, f"decode_head.psp_modules.{i}.1", "bn", 1),
+                top.shape[2:],
+            )
             for i, s in enumerate((1, 2, 3, 6))
         ]
         lats = [_cm(feats[i], sd, f"decode_head.lateral_convs.{i}", "bn", 1) for i in range(3)]

@@ -6,7 +6,8 @@ also registered under the classification repository's names ``van_b0``..``van_b3
 
 from __future__ import annotations
 
-from timm.models import build_model_with_cfg, register_model
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
 from vanseg.models.backbones.van import VAN, VAN_SIZES, checkpoint_filter_fn
 
@@ -39,6 +40,7 @@ def _make_entrypoint(timm_name: str, size: str):
             timm_name,
             pretrained,
             pretrained_filter_fn=_filter,
+            kwargs_filter=("num_classes",),  # a backbone without classifier
             feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3)),
             embed_dims=dims,
             depths=depths,
@@ -51,6 +53,19 @@ def _make_entrypoint(timm_name: str, size: str):
     entrypoint.__module__ = __name__
     return entrypoint
 
+
+# Read by timm's register_model from this module: no download URL (weights are local files).
+default_cfgs = generate_default_cfgs(
+    {
+        name: dict(
+            num_classes=0,
+            input_size=(3, 512, 512),
+            mean=IMAGENET_DEFAULT_MEAN,
+            std=IMAGENET_DEFAULT_STD,
+        )
+        for name in TIMM_NAMES
+    }
+)
 
 for _name, _size in TIMM_NAMES.items():
     globals()[_name] = register_model(_make_entrypoint(_name, _size))
