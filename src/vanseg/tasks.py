@@ -1,0 +1,253 @@
+"""Entry-point tasks: the only code (with tools/) that reads the Hydra DictConfig."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from vanseg.api import build_model_from_config
+from vanseg.models.pretrained import CheckpointError, load_file
+from vanseg.training.module import NonFiniteLossError, SegmentationModule
+from vanseg.utils.config import model_config
+from vanseg.utils.hydra_callbacks import RESULT_FILE
+
+__all__ = ["train", "resolve_ckpt_path", "ConfigError"]
+
+log = logging.getLogger("vanseg")
+
+
+class ConfigError(ValueError):
+    """An option combination that cannot work; the message says what to change."""
+
+
+def _is_rank_zero() -> bool:
+    return all(os.environ.get(k, "0") == "0" for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
+
+
+def _check_devices(trainer_cfg: DictConfig) -> dict[str, Any]:
+    """Resolve ``sync_batchnorm: auto`` and refuse device requests the machine cannot meet."""
+    accelerator = str(trainer_cfg.accelerator)
+    devices = trainer_cfg.devices
+    gpus = torch.cuda.device_count()
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and gpus > 0)
+    if on_gpu and isinstance(devices, int) and devices > gpus:
+        raise ConfigError(
+            f"trainer.devices={devices} asks for {devices} GPUs but this machine has {gpus}. "
+            f"Use trainer.devices<={gpus}, or trainer=ddp_cpu trainer.devices={devices} for CPU "
+            "processes."
+        )
+    sync = trainer_cfg.sync_batchnorm
+    if sync == "auto":
+        many = (
+            devices == -1 or (isinstance(devices, int) and devices > 1) or trainer_cfg.num_nodes > 1
+        )
+        sync = bool(on_gpu and many)
+    if sync and not on_gpu:
+        raise ConfigError(
+            "trainer.sync_batchnorm=true needs GPUs: SyncBatchNorm cannot train "
+            "on CPU (PITFALLS.md H1). Set trainer.sync_batchnorm=false."
+        )
+    return {"sync_batchnorm": sync}
+
+
+def _refuse_multirun_ddp(cfg: DictConfig) -> None:
+    """Hydra multirun + in-process DDP relaunches the sweep in every rank (PITFALLS.md F2)."""
+    try:
+        multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:  # not under @hydra.main
+        return
+    devices = cfg.trainer.devices
+    many = devices == -1 or (isinstance(devices, int) and devices > 1) or cfg.trainer.num_nodes > 1
+    if multirun and many and not os.environ.get("LOCAL_RANK"):
+        raise ConfigError(
+            "Hydra multirun (-m) cannot be combined with in-process multi-device DDP "
+            f"(trainer.devices={devices}): each relaunched rank would run the whole sweep. "
+            "Run the jobs one after another without -m, launch each run with torchrun/srun, "
+            "or use a launcher plugin that gives each job its own processes (README: Sweeps)."
+        )
+
+
+def resolve_ckpt_path(ckpt_path: str | None, cfg: DictConfig) -> str | None:
+    """``last`` -> this run folder's ``last.ckpt``, else the newest one of the same task."""
+    if ckpt_path in (None, ""):
+        return None
+    if ckpt_path != "last":
+        if not Path(ckpt_path).is_file():
+            raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such file")
+        return ckpt_path
+    here = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    if here.is_file():
+        return str(here)
+    runs = Path(cfg.paths.log_dir) / cfg.task_name / "runs"
+    candidates = sorted(runs.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise FileNotFoundError(f"ckpt_path=last: no last.ckpt in {here.parent} or under {runs}")
+    return str(candidates[-1])
+
+
+def _check_resume_compatible(path: str, model_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's stored model config must equal the one being trained."""
+    meta = load_file(path, unsafe_load=True).get("vanseg") or {}
+    stored = meta.get("model")
+    if stored is None:
+        raise CheckpointError(f"{path} was not written by vanseg training (no model config)")
+
+    def essentials(c: dict[str, Any]) -> dict[str, Any]:
+        out = {k: c.get(k) for k in ("neck", "head", "aux_head")}
+        out["backbone"] = {k: v for k, v in (c["backbone"] or {}).items() if k != "pretrained"}
+        return out
+
+    if essentials(stored) != essentials(model_cfg):
+        diff = [
+            k
+            for k in ("backbone", "neck", "head", "aux_head")
+            if essentials(stored)[k] != essentials(model_cfg)[k]
+        ]
+        raise CheckpointError(
+            f"ckpt_path={path} holds a different model: {', '.join(diff)} differ.\n"
+            f"checkpoint: {json.dumps({k: essentials(stored)[k] for k in diff})}\n"
+            f"this run:   {json.dumps({k: essentials(model_cfg)[k] for k in diff})}"
+        )
+    return meta
+
+
+def _instantiate_all(node: DictConfig | None) -> list[Any]:
+    if not node:
+        return []
+    return [instantiate(c) for c in node.values() if c is not None and "_target_" in c]
+
+
+def _loggers(cfg: DictConfig, wandb_run_id: str | None) -> list[Any]:
+    loggers = []
+    for name, node in (cfg.get("logger") or {}).items():
+        if node is None:
+            continue
+        kwargs: dict[str, Any] = {}
+        if "WandbLogger" in node._target_:
+            if node.offline == "auto":
+                from wandb.sdk.lib import apikey
+
+                kwargs["offline"] = not (
+                    os.environ.get("WANDB_API_KEY") or apikey.api_key(settings=None)
+                )
+            if wandb_run_id:
+                kwargs.update(id=wandb_run_id, resume="allow")
+            kwargs["config"] = OmegaConf.to_container(cfg, resolve=True)
+        loggers.append(instantiate(node, **kwargs))
+        log.debug("logger %s", name)
+    return loggers
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train (and validate) the configured model; returns the final metrics."""
+    _refuse_multirun_ddp(cfg)
+    trainer_overrides = _check_devices(cfg.trainer)
+    pl.seed_everything(cfg.seed, workers=True)
+
+    datamodule = instantiate(cfg.data)
+    if _is_rank_zero():
+        datamodule.prepare_data()  # data errors come before any model is built
+
+    mcfg = model_config(cfg)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg)
+    meta = _check_resume_compatible(ckpt_path, mcfg) if ckpt_path else {}
+    if ckpt_path:  # the resumed weights replace the ImageNet ones
+        mcfg["backbone"]["pretrained"] = None
+    model = build_model_from_config(mcfg)
+    run_config = OmegaConf.to_container(cfg, resolve=True)
+    run_config["model"] = mcfg
+    module = SegmentationModule(
+        model,
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler),
+        num_classes=cfg.data.num_classes,
+        ignore_index=cfg.data.ignore_index,
+        class_names=list(datamodule.class_names),
+        run_config=run_config,
+        **cfg.module,
+    )
+    loggers = _loggers(cfg, meta.get("wandb_run_id"))
+    for logger in loggers:
+        if hasattr(logger, "experiment") and type(logger).__name__ == "WandbLogger":
+            module.wandb_run_id = logger.version
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer,
+        callbacks=_instantiate_all(cfg.get("callbacks")),
+        logger=loggers or False,
+        **trainer_overrides,
+    )
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except NonFiniteLossError as err:
+        last = _last_checkpoint(trainer)
+        raise NonFiniteLossError(f"{err} Last checkpoint: {last or 'none written yet'}") from err
+    metrics = {
+        k: float(v)
+        for k, v in trainer.callback_metrics.items()
+        if k.startswith("val/") and k.count("/") == 1
+    }
+    result = {
+        "metrics": metrics,
+        "checkpoint": _last_checkpoint(trainer),
+        "best_checkpoint": _best_checkpoint(trainer),
+        "steps": trainer.global_step,
+        "overrides": _task_overrides(),
+    }
+    if trainer.is_global_zero:
+        _write_summary(cfg, module, result)
+    return result
+
+
+def _task_overrides() -> list[str]:
+    try:
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:
+        return []
+
+
+def _last_checkpoint(trainer: pl.Trainer) -> str | None:
+    for cb in trainer.checkpoint_callbacks:
+        if getattr(cb, "last_model_path", ""):
+            return cb.last_model_path
+    return None
+
+
+def _best_checkpoint(trainer: pl.Trainer) -> str | None:
+    for cb in trainer.checkpoint_callbacks:
+        if cb.monitor and cb.best_model_path:
+            return cb.best_model_path
+    return None
+
+
+def _write_summary(cfg: DictConfig, module: SegmentationModule, result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / RESULT_FILE).write_text(json.dumps(result, indent=2))
+    console = Console()
+    table = Table(title=f"Final validation ({result['steps']} steps)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result["metrics"].items():
+        table.add_row(key, f"{value:.4f}")
+    per_class = module.last_val_results.get("IoU")
+    if per_class is not None:
+        for name, iou in zip(module.class_names, per_class.tolist(), strict=True):
+            table.add_row(f"  IoU {name}", "nan" if iou != iou else f"{iou:.4f}")
+    console.print(table)
+    ckpt = result["best_checkpoint"] or result["checkpoint"]
+    if ckpt:
+        console.print(f"Checkpoint: {ckpt}")
+        console.print(f"Evaluate it: python eval.py ckpt_path={ckpt}")

@@ -1,0 +1,215 @@
+"""The LightningModule: loss, optimisation and validation metrics around a Segmentor."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from vanseg.evaluation.metrics import SegmentationMetrics
+from vanseg.models.heads.base import resize
+from vanseg.models.segmentor import Segmentor
+from vanseg.training.optim import build_optimizer
+
+__all__ = ["SegmentationModule", "NonFiniteLossError", "segmentation_loss"]
+
+LOSS_AVERAGES = ("all_pixels", "valid_pixels")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def segmentation_loss(
+    logits: torch.Tensor, mask: torch.Tensor, ignore_index: int = 255, average: str = "all_pixels"
+) -> torch.Tensor:
+    """Cross-entropy of logits resized (bilinear) to the label size.
+
+    Args:
+        logits: (B, K, h, w) head output.
+        mask: (B, H, W) labels, ``ignore_index`` for ignored pixels.
+        average: ``"all_pixels"`` divides by every pixel, ignored ones included, as the
+            original does (REFERENCE.md §3.9); ``"valid_pixels"`` by the labelled ones only.
+    """
+    if average not in LOSS_AVERAGES:
+        raise ValueError(f"loss average must be one of {LOSS_AVERAGES}, got {average!r}")
+    logits = resize(logits, mask.shape[-2:]).float()
+    losses = F.cross_entropy(logits, mask, ignore_index=ignore_index, reduction="none")
+    if average == "all_pixels":
+        return losses.mean()
+    return losses.sum() / (mask != ignore_index).sum().clamp_min(1)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class SegmentationModule(pl.LightningModule):
+    """Trains a :class:`Segmentor` the way the VAN-Segmentation recipes do.
+
+    Loss: cross-entropy on the decode logits plus ``aux_weight`` x that of the auxiliary
+    logits. Validation: whole-image inference, logits resized to the original label size,
+    confusion matrix summed over the dataset (and over ranks), mmseg's mIoU/mAcc/aAcc.
+
+    Random state is handled for exact resume: validation leaves the global RNGs as it found
+    them (NMF bases are random in eval too), and checkpoints carry the RNG states, restored
+    right before the first training step after a resume.
+
+    Args:
+        model: The segmentor.
+        optimizer: Partial optimizer (lr, weight decay, ...) called with parameter groups.
+        scheduler: Partial ``(optimizer, max_steps) -> LRScheduler``, stepped every step.
+        num_classes: Classes K (for the metric).
+        ignore_index: Label of ignored pixels.
+        aux_weight: Weight of the auxiliary loss.
+        loss_average: See :func:`segmentation_loss`.
+        no_decay: Weight-decay exemption policy (:func:`vanseg.training.optim.param_groups`).
+        class_names: Names for the per-class metrics; ``class_<i>`` if None.
+        run_config: Resolved run configuration stored in every checkpoint (``vanseg`` key);
+            its ``model`` entry rebuilds the model (``vanseg.load_model``).
+    """
+
+    def __init__(
+        self,
+        model: Segmentor,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler],
+        num_classes: int,
+        ignore_index: int = 255,
+        aux_weight: float = 0.4,
+        loss_average: str = "all_pixels",
+        no_decay: str = "original",
+        class_names: Sequence[str] | None = None,
+        run_config: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if loss_average not in LOSS_AVERAGES:
+            raise ValueError(
+                f"module.loss_average must be one of {LOSS_AVERAGES}, got {loss_average!r}"
+            )
+        if model.num_classes != num_classes:
+            raise ValueError(
+                f"the model predicts {model.num_classes} classes but the data has {num_classes}"
+            )
+        self.save_hyperparameters(ignore=["model", "optimizer", "scheduler", "run_config"])
+        self.model = model
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.class_names = list(class_names or [f"class_{i}" for i in range(num_classes)])
+        self.run_config = dict(run_config or {})
+        self.val_metrics = SegmentationMetrics(num_classes, ignore_index)
+        self.last_val_results: dict[str, Any] = {}
+        self._rng_before_val: dict[str, Any] | None = None
+        self._rng_to_restore: dict[str, Any] | None = None
+        self.wandb_run_id: str | None = None
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, mask = batch["image"], batch["mask"]
+        out = self.model.forward_train(images)
+        average, ignore = self.hparams.loss_average, self.hparams.ignore_index
+        decode = segmentation_loss(out["logits"], mask, ignore, average)
+        loss = decode
+        if "aux_logits" in out:
+            aux = segmentation_loss(out["aux_logits"], mask, ignore, average)
+            loss = loss + self.hparams.aux_weight * aux
+            self.log("train/aux_loss", aux.detach())
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"training loss is {loss.item()} at step {self.global_step}; stopping. The last "
+                "checkpoint written before this step holds finite weights."
+            )
+        bs = images.shape[0]
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=bs)
+        self.log("train/decode_loss", decode.detach(), batch_size=bs)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], prog_bar=True, batch_size=bs)
+        return loss
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = build_optimizer(self.model, self.optimizer_factory, self.hparams.no_decay)
+        max_steps = self.trainer.max_steps
+        if max_steps is None or max_steps <= 0:
+            raise ValueError("training is iteration based: set trainer.max_steps > 0")
+        scheduler = self.scheduler_factory(optimizer, max_steps=max_steps)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
+        }
+
+    def on_train_start(self) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        per_gpu = getattr(dm, "batch_size_per_gpu", None)
+        if per_gpu is not None:
+            world = self.trainer.world_size * self.trainer.accumulate_grad_batches
+            for logger in self.loggers:
+                logger.log_hyperparams(
+                    {"global_batch_size": per_gpu * world, "batch_size_per_gpu": per_gpu}
+                )
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self._rng_to_restore is not None:  # first step after a resume
+            _set_rng_state(self._rng_to_restore)
+            self._rng_to_restore = None
+
+    # ------------------------------------------------------------------ validation
+    def on_validation_start(self) -> None:
+        self._rng_before_val = _rng_state()
+
+    def on_validation_end(self) -> None:
+        if self._rng_before_val is not None:
+            _set_rng_state(self._rng_before_val)
+            self._rng_before_val = None
+
+    def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
+        logits = self.model(batch["image"])
+        logits = resize(logits, batch["mask"].shape[-2:])  # to the original label size
+        self.val_metrics.update(logits.argmax(1), batch["mask"])
+
+    def on_validation_epoch_end(self) -> None:
+        results = self.val_metrics.compute()  # a collective under DDP: every rank calls it
+        self.val_metrics.reset()
+        for key in ("mIoU", "mAcc", "aAcc"):
+            self.log(f"val/{key}", float(results[key]), prog_bar=key == "mIoU", sync_dist=False)
+        for name, iou in zip(self.class_names, results["IoU"].tolist(), strict=True):
+            if not math.isnan(iou):
+                self.log(f"val/IoU/{name}", iou, sync_dist=False)
+        self.last_val_results = results
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["vanseg"] = {
+            "format": 1,
+            "model": self.run_config.get("model"),
+            "config": self.run_config,
+            "rng": _rng_state(),
+            "wandb_run_id": self.wandb_run_id,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        meta = checkpoint.get("vanseg", {})
+        self._rng_to_restore = meta.get("rng")
+        self.wandb_run_id = meta.get("wandb_run_id")

@@ -1,0 +1,41 @@
+"""Shared test fixtures (data only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def write_ade_layout(
+    root: Path,
+    num_train: int = 4,
+    num_val: int = 2,
+    size: tuple[int, int] = (64, 48),
+    num_classes: int = 5,
+    seed: int = 0,
+) -> Path:
+    """Write a tiny ADE20K-layout dataset: JPEG images, grayscale PNG labels in ``0..K``.
+
+    Raw label 0 is "unlabelled" as in ADE20K, so read it with ``reduce_zero_label=True`` and
+    ``num_classes=K``.
+    """
+    rng = np.random.default_rng(seed)
+    width, height = size
+    for split, count in (("training", num_train), ("validation", num_val)):
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        (root / "annotations" / split).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            label = rng.integers(0, num_classes + 1, size=(height, width), dtype=np.uint8)
+            image = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+            Image.fromarray(image).save(root / "images" / split / f"img_{i:04d}.jpg")
+            Image.fromarray(label).save(root / "annotations" / split / f"img_{i:04d}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_ade_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 64x48, 5-class ADE20K-layout folder (4 train / 2 val pairs), built once per run."""
+    return write_ade_layout(tmp_path_factory.mktemp("tiny_ade") / "ADEChallengeData2016")

@@ -1,0 +1,16 @@
+"""Train a VAN segmentation model: `python train.py backbone=van_base head=light_ham`."""
+
+import hydra
+from omegaconf import DictConfig
+
+from vanseg.tasks import train
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Hydra entry point; returns val/mIoU for sweepers."""
+    return train(cfg)["metrics"].get("val/mIoU")
+
+
+if __name__ == "__main__":
+    main()
