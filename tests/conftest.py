@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ def write_ade_layout(
     """Write a tiny ADE20K-layout dataset: JPEG images, grayscale PNG labels in ``0..K``.
 
     Raw label 0 is "unlabelled" as in ADE20K, so read it with ``reduce_zero_label=True`` and
-    ``num_classes=K``.
+    ``num_classes=K``. Files are ``img_0000.jpg``/``img_0000.png`` and so on.
     """
     rng = np.random.default_rng(seed)
     width, height = size
@@ -33,6 +34,12 @@ def write_ade_layout(
             Image.fromarray(image).save(root / "images" / split / f"img_{i:04d}.jpg")
             Image.fromarray(label).save(root / "annotations" / split / f"img_{i:04d}.png")
     return root
+
+
+@pytest.fixture(scope="session")
+def make_ade_layout() -> Callable[..., Path]:
+    """`write_ade_layout`, for tests that need their own (possibly broken) copy."""
+    return write_ade_layout
 
 
 @pytest.fixture(scope="session")

@@ -42,6 +42,7 @@ def build_model(
     backbone: str = "van_tiny",
     head: str = "light_ham",
     num_classes: int = 150,
+    pretrained: str | None = None,
     overrides: Sequence[str] = (),
 ) -> Segmentor:
     """Build a model from the ``conf/`` groups, e.g. ``build_model("van_base", "upernet")``.
@@ -51,12 +52,20 @@ def build_model(
         head: A ``conf/head`` option (``light_ham``, ``light_ham_d256``, ``hamnet``,
             ``upernet``, ``fpn``).
         num_classes: Output classes.
+        pretrained: ImageNet checkpoint of the backbone (VAN-Classification file); None
+            builds without it (the training configs default to ``pretrained/van_*.pth.tar``).
         overrides: Further Hydra overrides, e.g. ``["backbone.pretrained=van_tiny_754.pth.tar"]``.
     """
     from vanseg.utils.config import compose_config, model_config
 
     cfg = compose_config(
-        [f"backbone={backbone}", f"head={head}", f"data.num_classes={num_classes}", *overrides]
+        [
+            f"backbone={backbone}",
+            f"head={head}",
+            f"data.num_classes={num_classes}",
+            f"backbone.pretrained={'null' if pretrained is None else pretrained}",
+            *overrides,
+        ]
     )
     return build_model_from_config(model_config(cfg))
 

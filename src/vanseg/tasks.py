@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import netrc
 import os
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,16 @@ def _instantiate_all(node: DictConfig | None) -> list[Any]:
     return [instantiate(c) for c in node.values() if c is not None and "_target_" in c]
 
 
+def _wandb_credentials() -> bool:
+    """Whether wandb could log in: ``WANDB_API_KEY`` or a ``~/.netrc`` entry (``wandb login``)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
 def _loggers(cfg: DictConfig, wandb_run_id: str | None) -> list[Any]:
     loggers = []
     for name, node in (cfg.get("logger") or {}).items():
@@ -135,14 +146,9 @@ def _loggers(cfg: DictConfig, wandb_run_id: str | None) -> list[Any]:
         kwargs: dict[str, Any] = {}
         if "WandbLogger" in node._target_:
             if node.offline == "auto":
-                from wandb.sdk.lib import apikey
-
-                kwargs["offline"] = not (
-                    os.environ.get("WANDB_API_KEY") or apikey.api_key(settings=None)
-                )
+                kwargs["offline"] = not _wandb_credentials()
             if wandb_run_id:
                 kwargs.update(id=wandb_run_id, resume="allow")
-            kwargs["config"] = OmegaConf.to_container(cfg, resolve=True)
         loggers.append(instantiate(node, **kwargs))
         log.debug("logger %s", name)
     return loggers
@@ -173,10 +179,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         num_classes=cfg.data.num_classes,
         ignore_index=cfg.data.ignore_index,
         class_names=list(datamodule.class_names),
+        seed=cfg.seed,
         run_config=run_config,
         **cfg.module,
     )
     loggers = _loggers(cfg, meta.get("wandb_run_id"))
+    for logger in loggers:  # the resolved config, once (loggers write on rank 0 only)
+        logger.log_hyperparams(run_config)
     for logger in loggers:
         if hasattr(logger, "experiment") and type(logger).__name__ == "WandbLogger":
             module.wandb_run_id = logger.version

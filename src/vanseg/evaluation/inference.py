@@ -199,7 +199,7 @@ def normalize(
     std: Sequence[float] = IMAGENET_STD,
 ) -> torch.Tensor:
     """RGB uint8 ``(H, W, 3)`` -> normalised float32 ``(1, 3, H, W)``."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+    x = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)
     mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
     return ((x - mean_t) / std_t).unsqueeze(0)

@@ -104,6 +104,14 @@ def load_pretrained_backbone(
     Returns:
         The dropped classifier keys.
     """
+    if not Path(path).is_file():
+        raise FileNotFoundError(
+            f"ImageNet-pretrained backbone weights not found at {path}. Download the VAN "
+            "classification checkpoint (van_tiny_754.pth.tar, van_small_811.pth.tar, "
+            "van_base_828.pth.tar or van_large_839.pth.tar, github.com/Visual-Attention-Network/"
+            "VAN-Classification) into that folder (paths.pretrained_dir), pass "
+            "backbone.pretrained=<file>, or train from scratch with backbone.pretrained=null."
+        )
     raw = unwrap_state_dict(load_file(path, unsafe_load, "backbone.unsafe_load"), path)
     raw = {k.removeprefix("module."): v for k, v in raw.items()}
     dropped = sorted(k for k in raw if k.startswith("head."))

@@ -29,7 +29,7 @@ from rich.table import Table
 
 from vanseg.api import build_model_from_config
 from vanseg.tools._cli import split_overrides
-from vanseg.utils.config import compose_config, model_config
+from vanseg.utils.config import NO_PRETRAINED, compose_config, model_config
 
 __all__ = ["time_fn", "benchmark"]
 
@@ -158,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args, overrides = split_overrides(parser, argv)
 
-    cfg = compose_config(overrides, return_hydra_config=True)
+    cfg = compose_config([NO_PRETRAINED, *overrides], return_hydra_config=True)
     model = build_model_from_config(model_config(cfg))
     device = torch.device(args.device)
     if device.type == "cuda":

@@ -57,7 +57,7 @@ def render_grid(
         panel ``tile`` pixels wide, cells separated by a 2-pixel white gap.
     """
     tiles = []
-    for image, mask in zip(images, masks):
+    for image, mask in zip(images, masks, strict=True):
         rgb = image.transpose(1, 2, 0) * np.asarray(std) + np.asarray(mean)
         rgb = np.clip(rgb, 0, 255).round().astype(np.uint8)
         shown = np.concatenate(

@@ -23,7 +23,7 @@ from vanseg.api import build_model_from_config, save_model
 from vanseg.models.backbones.van import checkpoint_filter_fn
 from vanseg.models.pretrained import CheckpointError, check_and_load, load_file
 from vanseg.tools._cli import split_overrides
-from vanseg.utils.config import compose_config, model_config
+from vanseg.utils.config import NO_PRETRAINED, compose_config, model_config
 
 __all__ = ["convert_state_dict", "convert"]
 
@@ -68,8 +68,7 @@ def convert(
         o.startswith("data.num_classes=") for o in overrides
     ):
         overrides.append(f"data.num_classes={state['decode_head.conv_seg.weight'].shape[0]}")
-    cfg = model_config(compose_config(overrides))
-    cfg["backbone"]["pretrained"] = None
+    cfg = model_config(compose_config([NO_PRETRAINED, *overrides]))
     model = build_model_from_config(cfg)
     check_and_load(model, state, f"converted {src}")
     ignored = sorted(k for k in ckpt if k != "state_dict")

@@ -26,7 +26,7 @@ from torch import nn
 
 from vanseg.api import build_model_from_config
 from vanseg.tools._cli import split_overrides
-from vanseg.utils.config import compose_config, model_config
+from vanseg.utils.config import NO_PRETRAINED, compose_config, model_config
 
 __all__ = ["Complexity", "PUBLISHED", "count_params", "count_macs", "measure"]
 
@@ -110,7 +110,7 @@ def measure(model: nn.Module, shape: Sequence[int] = (512, 512)) -> Complexity:
 
 
 def _row_for(overrides: Sequence[str], shape: Sequence[int]) -> dict:
-    cfg = compose_config(list(overrides), return_hydra_config=True)
+    cfg = compose_config([NO_PRETRAINED, *overrides], return_hydra_config=True)
     model = build_model_from_config(model_config(cfg))
     result = measure(model, shape)
     return {

@@ -69,7 +69,8 @@ class LogValidationImages(pl.Callback):
         import wandb
 
         dm = trainer.datamodule
-        mean, std = np.asarray(dm.mean, np.float32), np.asarray(dm.std, np.float32)
+        norm = dm.val_transform
+        mean, std = np.asarray(norm.mean, np.float32), np.asarray(norm.std, np.float32)
         mask = batch["mask"][0]
         with torch.no_grad():
             logits = pl_module.model(batch["image"][:1])

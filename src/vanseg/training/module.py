@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -46,23 +45,9 @@ def segmentation_loss(
     return losses.sum() / (mask != ignore_index).sum().clamp_min(1)
 
 
-def _rng_state() -> dict[str, Any]:
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: Mapping[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """Seed of the model's random draws (dropout, drop path, NMF bases) at one training step."""
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
 
 
 class SegmentationModule(pl.LightningModule):
@@ -72,9 +57,9 @@ class SegmentationModule(pl.LightningModule):
     logits. Validation: whole-image inference, logits resized to the original label size,
     confusion matrix summed over the dataset (and over ranks), mmseg's mIoU/mAcc/aAcc.
 
-    Random state is handled for exact resume: validation leaves the global RNGs as it found
-    them (NMF bases are random in eval too), and checkpoints carry the RNG states, restored
-    right before the first training step after a resume.
+    Exact resume: the torch RNG is re-seeded from ``(seed, step, rank)`` before every
+    training step, so the model's random draws depend on the step alone, not on what ran
+    before (validation, a restart); the data stream is resumed by the DataModule.
 
     Args:
         model: The segmentor.
@@ -86,6 +71,7 @@ class SegmentationModule(pl.LightningModule):
         loss_average: See :func:`segmentation_loss`.
         no_decay: Weight-decay exemption policy (:func:`vanseg.training.optim.param_groups`).
         class_names: Names for the per-class metrics; ``class_<i>`` if None.
+        seed: Base seed of the per-step model randomness.
         run_config: Resolved run configuration stored in every checkpoint (``vanseg`` key);
             its ``model`` entry rebuilds the model (``vanseg.load_model``).
     """
@@ -101,6 +87,7 @@ class SegmentationModule(pl.LightningModule):
         loss_average: str = "all_pixels",
         no_decay: str = "original",
         class_names: Sequence[str] | None = None,
+        seed: int = 0,
         run_config: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -120,8 +107,6 @@ class SegmentationModule(pl.LightningModule):
         self.run_config = dict(run_config or {})
         self.val_metrics = SegmentationMetrics(num_classes, ignore_index)
         self.last_val_results: dict[str, Any] = {}
-        self._rng_before_val: dict[str, Any] | None = None
-        self._rng_to_restore: dict[str, Any] | None = None
         self.wandb_run_id: str | None = None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -171,19 +156,9 @@ class SegmentationModule(pl.LightningModule):
                 )
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        if self._rng_to_restore is not None:  # first step after a resume
-            _set_rng_state(self._rng_to_restore)
-            self._rng_to_restore = None
+        torch.manual_seed(step_seed(self.hparams.seed, self.global_step, self.global_rank))
 
     # ------------------------------------------------------------------ validation
-    def on_validation_start(self) -> None:
-        self._rng_before_val = _rng_state()
-
-    def on_validation_end(self) -> None:
-        if self._rng_before_val is not None:
-            _set_rng_state(self._rng_before_val)
-            self._rng_before_val = None
-
     def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
         logits = self.model(batch["image"])
         logits = resize(logits, batch["mask"].shape[-2:])  # to the original label size
@@ -205,11 +180,8 @@ class SegmentationModule(pl.LightningModule):
             "format": 1,
             "model": self.run_config.get("model"),
             "config": self.run_config,
-            "rng": _rng_state(),
             "wandb_run_id": self.wandb_run_id,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        meta = checkpoint.get("vanseg", {})
-        self._rng_to_restore = meta.get("rng")
-        self.wandb_run_id = meta.get("wandb_run_id")
+        self.wandb_run_id = checkpoint.get("vanseg", {}).get("wandb_run_id")

@@ -10,7 +10,10 @@ from typing import Any
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-__all__ = ["config_dir", "compose_config", "model_config", "MODEL_KEYS"]
+__all__ = ["config_dir", "compose_config", "model_config", "MODEL_KEYS", "NO_PRETRAINED"]
+
+#: Override that builds a model without loading ImageNet weights (tools need none).
+NO_PRETRAINED = "backbone.pretrained=null"
 
 #: Top-level config nodes that describe the model (stored in every checkpoint).
 MODEL_KEYS = ("backbone", "neck", "head", "aux_head")

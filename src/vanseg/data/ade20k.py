@@ -1,0 +1,333 @@
+"""ADE20K-layout segmentation dataset: file discovery, image/label loading and validation.
+
+The layout is the one of ``ADEChallengeData2016`` (SceneParse150)::
+
+    <root>/images/{training,validation}/<name>.jpg
+    <root>/annotations/{training,validation}/<name>.png
+
+Custom datasets, and the generated one (`vanseg.data.synthetic`), use the same layout. Labels
+are single-channel PNGs read as class indices with PIL (grayscale or palette mode), never as
+colours. ``reduce_zero_label`` (0 -> ignore, k -> k-1) is applied here, once, at load time
+(PITFALLS.md D1); every later step sees labels in ``{0..K-1, ignore_index}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+__all__ = [
+    "ADE20KDataset",
+    "DatasetError",
+    "DatasetNotFoundError",
+    "PairTransform",
+    "find_pairs",
+    "layout_help",
+    "load_image",
+    "load_label",
+    "reduce_zero_label",
+    "scan_split",
+]
+
+#: Label image modes that hold one class index per pixel.
+INDEX_MODES = frozenset({"L", "P", "I", "I;16", "1"})
+#: How many names an error message lists before "...".
+_SHOWN = 5
+
+
+class DatasetError(ValueError):
+    """A dataset file is missing its partner, unreadable, or holds invalid labels."""
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The dataset root is missing or not in the ADE20K layout."""
+
+
+class PairTransform(Protocol):
+    """Joint image/label transform used by `ADE20KDataset`.
+
+    Called as ``transform(image, mask, seed)`` with an RGB ``uint8`` image ``(H, W, 3)``, a
+    ``uint8`` label ``(H, W)`` and an optional per-sample seed; returns ``(image, mask)``.
+    """
+
+    def __call__(
+        self, image: np.ndarray, mask: np.ndarray, seed: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def layout_help(root: str | Path) -> str:
+    """The explanation appended to every "dataset not found" error."""
+    return (
+        f"Expected the ADEChallengeData2016 layout under {root}:\n"
+        "    images/training/*.jpg        annotations/training/*.png\n"
+        "    images/validation/*.jpg      annotations/validation/*.png\n"
+        "Download ADE20K with `python -m vanseg.data.download ade20k --root data/ade` (then "
+        "data.root=data/ade/ADEChallengeData2016), point data.root= at your copy, or try the "
+        "whole pipeline without a download on generated data with `data=synthetic`."
+    )
+
+
+def _shown(names: Sequence[str]) -> str:
+    head = ", ".join(names[:_SHOWN])
+    return head + (", ..." if len(names) > _SHOWN else "")
+
+
+def scan_split(
+    root: str | Path,
+    split: str,
+    image_suffixes: Sequence[str] = (".jpg",),
+    label_suffix: str = ".png",
+) -> tuple[list[tuple[Path, Path]], list[Path], list[Path]]:
+    """List one split: sorted ``(image, label)`` pairs, images without label, labels without image.
+
+    Raises:
+        DatasetNotFoundError: The root or a split folder is missing, or the split is empty.
+    """
+    root = Path(root).expanduser()
+    image_dir, label_dir = root / "images" / split, root / "annotations" / split
+    missing = [str(d) for d in (image_dir, label_dir) if not d.is_dir()]
+    if missing:
+        if root.is_dir():
+            what = f"{root.resolve()} is missing {', '.join(missing)}"
+        else:
+            what = f"{root.absolute()} does not exist"
+        raise DatasetNotFoundError(f"Dataset not found: {what}.\n{layout_help(root)}")
+    suffixes = {s.lower() for s in image_suffixes}
+    images = {p.stem: p for p in image_dir.iterdir() if p.suffix.lower() in suffixes}
+    labels = {p.stem: p for p in label_dir.iterdir() if p.suffix.lower() == label_suffix.lower()}
+    if not images and not labels:
+        raise DatasetNotFoundError(
+            f"Dataset split '{split}' is empty: no {'/'.join(sorted(suffixes))} files in "
+            f"{image_dir} and no {label_suffix} files in {label_dir}.\n{layout_help(root)}"
+        )
+    pairs = [(images[stem], labels[stem]) for stem in sorted(images.keys() & labels.keys())]
+    no_label = [images[stem] for stem in sorted(images.keys() - labels.keys())]
+    no_image = [labels[stem] for stem in sorted(labels.keys() - images.keys())]
+    return pairs, no_label, no_image
+
+
+def unpaired_message(split: str, no_label: Sequence[Path], no_image: Sequence[Path]) -> str:
+    """Describe unpaired files with their count and the first few names."""
+    parts = []
+    if no_label:
+        parts.append(
+            f"{len(no_label)} image(s) in {no_label[0].parent} have no label in the annotations "
+            f"folder: {_shown([p.name for p in no_label])}"
+        )
+    if no_image:
+        parts.append(
+            f"{len(no_image)} label(s) in {no_image[0].parent} have no image in the images "
+            f"folder: {_shown([p.name for p in no_image])}"
+        )
+    return (
+        f"Unpaired files in split '{split}':\n  "
+        + "\n  ".join(parts)
+        + "\nEvery image needs a label with the same name (and vice versa); add or remove the "
+        "files listed. `python -m vanseg.data.check data=...` lists every problem at once."
+    )
+
+
+def find_pairs(
+    root: str | Path,
+    split: str,
+    image_suffixes: Sequence[str] = (".jpg",),
+    label_suffix: str = ".png",
+) -> list[tuple[Path, Path]]:
+    """List the ``(image, label)`` files of one split, sorted by name.
+
+    Sorting makes every rank and every run see the same order (PITFALLS.md B4).
+
+    Raises:
+        DatasetNotFoundError: The root or a split folder is missing, or the split is empty.
+        DatasetError: Some images have no label or some labels have no image.
+    """
+    pairs, no_label, no_image = scan_split(root, split, image_suffixes, label_suffix)
+    if no_label or no_image:
+        raise DatasetError(unpaired_message(split, no_label, no_image))
+    return pairs
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read an image as RGB ``uint8`` ``(H, W, 3)`` with PIL (no EXIF rotation, PITFALLS.md D3).
+
+    Raises:
+        DatasetError: The file is unreadable or corrupt; the message names the file.
+    """
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise DatasetError(
+            f"Cannot read image {path}: {err}. Replace or delete the file (and its label); "
+            "corrupt files are never skipped silently."
+        ) from err
+
+
+def reduce_zero_label(label: np.ndarray, ignore_index: int = 255) -> np.ndarray:
+    """Map raw label 0 ("other") to ``ignore_index`` and ``k`` to ``k - 1``.
+
+    A raw ``ignore_index`` stays ignored, as in mmseg (0 -> 255, 255 -> 254 -> 255). Apply it
+    exactly once (PITFALLS.md D1).
+
+    Args:
+        label: Integer label map ``(H, W)``.
+        ignore_index: Value of ignored pixels.
+
+    Returns:
+        A new ``int32`` label map.
+    """
+    raw = label.astype(np.int32)
+    out = raw - 1
+    out[(raw == 0) | (raw == ignore_index)] = ignore_index
+    return out
+
+
+def load_label(
+    path: str | Path,
+    num_classes: int,
+    reduce_zero: bool,
+    ignore_index: int = 255,
+) -> np.ndarray:
+    """Read a label PNG as class indices, reduce it if asked, and validate its values.
+
+    Palette PNGs give their indices (``np.asarray`` on the PIL image, never ``convert``),
+    grayscale PNGs their gray values (PITFALLS.md D2).
+
+    Args:
+        path: Label file.
+        num_classes: Number of classes K; valid values are ``0..K-1`` and ``ignore_index``.
+        reduce_zero: Apply `reduce_zero_label` (ADE20K: raw 0 is "other").
+        ignore_index: Value of ignored pixels (at most 255: labels are kept as ``uint8``).
+
+    Returns:
+        ``uint8`` label ``(H, W)``.
+
+    Raises:
+        DatasetError: Unreadable file, a colour (RGB/RGBA) label, or out-of-range values.
+    """
+    try:
+        with Image.open(path) as img:
+            mode = img.mode
+            if mode not in INDEX_MODES:
+                colours = np.unique(np.asarray(img.convert("RGB")).reshape(-1, 3), axis=0)
+                raise DatasetError(
+                    f"Label {path} is a {mode}-mode image (colours such as "
+                    f"{[tuple(int(v) for v in c) for c in colours[:_SHOWN]]}); labels must be "
+                    "single-channel class indices (grayscale 'L' or palette 'P' PNG). Convert "
+                    "colour masks to index PNGs, one value per class."
+                )
+            raw = np.asarray(img)
+    except DatasetError:
+        raise
+    except (OSError, ValueError, SyntaxError) as err:
+        raise DatasetError(f"Cannot read label {path}: {err}. Replace or delete it.") from err
+    label = reduce_zero_label(raw, ignore_index) if reduce_zero else raw.astype(np.int32)
+    bad = ((label >= num_classes) & (label != ignore_index)) | (label < 0)
+    if bad.any():
+        values = np.unique(label[bad])
+        hint = (
+            "reduce_zero_label=true maps raw 0 to ignore and k to k-1, so raw values must be "
+            f"in 0..{num_classes}"
+            if reduce_zero
+            else f"values must be in 0..{num_classes - 1} or {ignore_index} (ignore)"
+        )
+        raise DatasetError(
+            f"Label {path} has values outside {{0..{num_classes - 1}, {ignore_index}}} after "
+            f"reduce_zero_label={reduce_zero}: {values[:10].tolist()} "
+            f"({int(bad.sum())} pixels). {hint}. Check data.num_classes and "
+            "data.reduce_zero_label."
+        )
+    return label.astype(np.uint8)
+
+
+class ADE20KDataset(Dataset):
+    """One split of an ADE20K-layout dataset.
+
+    Items are dicts ``{"image": float32 (3, H, W), "mask": int64 (H, W), "name": str}``,
+    ``255`` (``ignore_index``) marking ignored pixels. With a training transform image and mask
+    are aligned crops; with the evaluation transform the image is resized and the mask stays at
+    the original resolution (PITFALLS.md C1).
+
+    An item key is an index, or ``(index, seed)`` as yielded by `vanseg.data.sampler.
+    InfiniteSampler`, so that random augmentation depends only on the seed.
+
+    Args:
+        root: Dataset folder holding ``images/`` and ``annotations/``.
+        split: Sub-folder name, ``"training"`` or ``"validation"``.
+        num_classes: Number of classes K after reduction.
+        reduce_zero_label: Map raw 0 to ignore and k to k-1 (ADE20K: true).
+        ignore_index: Label of ignored pixels (at most 255).
+        transform: Joint transform; ``None`` returns the unnormalised image as float32.
+        image_suffixes: Image file extensions to list.
+        label_suffix: Label file extension.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "training",
+        *,
+        num_classes: int = 150,
+        reduce_zero_label: bool = True,
+        ignore_index: int = 255,
+        transform: PairTransform | None = None,
+        image_suffixes: Sequence[str] = (".jpg",),
+        label_suffix: str = ".png",
+    ) -> None:
+        if not 0 < num_classes <= ignore_index <= 255:
+            raise ValueError(
+                f"Need 0 < num_classes ({num_classes}) <= ignore_index ({ignore_index}) <= 255: "
+                "labels are stored as uint8."
+            )
+        self.root = Path(root).expanduser()
+        self.split = split
+        self.num_classes = num_classes
+        self.reduce_zero_label = reduce_zero_label
+        self.ignore_index = ignore_index
+        self.transform = transform
+        self.pairs = find_pairs(self.root, split, image_suffixes, label_suffix)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    @property
+    def names(self) -> list[str]:
+        """File stems in dataset order."""
+        return [image.stem for image, _ in self.pairs]
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Read one validated pair: RGB ``uint8`` ``(H, W, 3)`` and ``uint8`` label ``(H, W)``.
+
+        Raises:
+            DatasetError: Unreadable files, invalid labels, or image/label size mismatch.
+        """
+        image_path, label_path = self.pairs[index]
+        image = load_image(image_path)
+        label = load_label(label_path, self.num_classes, self.reduce_zero_label, self.ignore_index)
+        if image.shape[:2] != label.shape:
+            raise DatasetError(
+                f"Image {image_path} is {image.shape[1]}x{image.shape[0]} (WxH) but its label "
+                f"{label_path} is {label.shape[1]}x{label.shape[0]}; they must be the same size."
+            )
+        return image, label
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor | str]:
+        if isinstance(key, (tuple, list)):
+            index, seed = int(key[0]), int(key[1])
+        else:
+            index, seed = int(key), None
+        image, mask = self.load(index)
+        if self.transform is not None:
+            image, mask = self.transform(image, mask, seed)
+        image_t = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), np.float32))
+        return {
+            "image": image_t,  # (3, H, W)
+            "mask": torch.from_numpy(mask.astype(np.int64)),  # (H, W); original size for eval
+            "name": self.pairs[index][0].stem,
+        }

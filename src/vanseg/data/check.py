@@ -1,0 +1,197 @@
+"""Scan a whole dataset once and report every problem at once.
+
+    python -m vanseg.data.check data=ade20k
+    python -m vanseg.data.check data=folder data.root=/data/mine data.num_classes=4 --workers 2
+
+Checks both splits for: missing folders, unpaired images/labels, unreadable or corrupt images
+and labels, colour (RGB/RGBA) label files, label values outside ``{0..K-1, ignore}`` after
+``reduce_zero_label``, and image/label size mismatches. Prints a per-class pixel summary of the
+training split. Exits with status 1 if anything is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from rich.progress import track
+
+from vanseg.data.ade20k import (
+    DatasetError,
+    DatasetNotFoundError,
+    load_image,
+    load_label,
+    scan_split,
+    unpaired_message,
+)
+
+__all__ = ["CheckReport", "check_dataset", "check_pair", "main"]
+
+
+@dataclass
+class CheckReport:
+    """Result of `check_dataset`.
+
+    Attributes:
+        problems: One human-readable line (or paragraph) per problem.
+        pairs: Number of image/label pairs per split.
+        class_pixels: Pixels per class (after reduction) over the checked training pairs.
+    """
+
+    problems: list[str] = field(default_factory=list)
+    pairs: dict[str, int] = field(default_factory=dict)
+    class_pixels: np.ndarray | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_pair(
+    paths: tuple[Path, Path], num_classes: int, reduce_zero_label: bool, ignore_index: int
+) -> tuple[list[str], np.ndarray | None]:
+    """Check one pair fully (decodes both files).
+
+    Returns:
+        The problems found, and the label's per-class pixel counts (``None`` if unreadable).
+    """
+    image_path, label_path = paths
+    problems, image, label = [], None, None
+    try:
+        image = load_image(image_path)
+    except DatasetError as err:
+        problems.append(str(err))
+    try:
+        label = load_label(label_path, num_classes, reduce_zero_label, ignore_index)
+    except DatasetError as err:
+        problems.append(str(err))
+    if image is not None and label is not None and image.shape[:2] != label.shape:
+        problems.append(
+            f"Image {image_path} is {image.shape[1]}x{image.shape[0]} (WxH) but its label "
+            f"{label_path} is {label.shape[1]}x{label.shape[0]}; they must be the same size."
+        )
+    counts = None
+    if label is not None:
+        counts = np.bincount(label.ravel(), minlength=256)[:num_classes]
+    return problems, counts
+
+
+def check_dataset(
+    root: str | Path,
+    num_classes: int,
+    reduce_zero_label: bool,
+    ignore_index: int = 255,
+    splits: Sequence[str] = ("training", "validation"),
+    image_suffixes: Sequence[str] = (".jpg",),
+    label_suffix: str = ".png",
+    workers: int = 0,
+    progress: bool = True,
+) -> CheckReport:
+    """Check every file of the given splits and collect all problems.
+
+    Args:
+        root: Dataset folder with ``images/`` and ``annotations/``.
+        num_classes: Number of classes K after reduction.
+        reduce_zero_label: Whether raw 0 is "unlabelled" (ADE20K).
+        ignore_index: Label of ignored pixels.
+        splits: Split folder names to check.
+        image_suffixes: Image extensions.
+        label_suffix: Label extension.
+        workers: Processes used to decode files; 0 decodes in this process.
+        progress: Show a progress bar.
+    """
+    report = CheckReport(class_pixels=np.zeros(num_classes, dtype=np.int64))
+    check = partial(
+        check_pair,
+        num_classes=num_classes,
+        reduce_zero_label=reduce_zero_label,
+        ignore_index=ignore_index,
+    )
+    for split in splits:
+        try:
+            pairs, no_label, no_image = scan_split(root, split, image_suffixes, label_suffix)
+        except DatasetNotFoundError as err:
+            report.problems.append(str(err))
+            continue
+        report.pairs[split] = len(pairs)
+        if no_label or no_image:
+            report.problems.append(unpaired_message(split, no_label, no_image))
+        results: Iterable[tuple[list[str], np.ndarray | None]]
+        if workers > 0:
+            pool = ProcessPoolExecutor(workers)
+            results = pool.map(check, pairs, chunksize=16)
+        else:
+            pool, results = None, map(check, pairs)
+        if progress:
+            results = track(results, total=len(pairs), description=f"checking {split}")
+        try:
+            for problems, counts in results:
+                report.problems.extend(problems)
+                if split == splits[0] and counts is not None:
+                    report.class_pixels += counts
+        finally:
+            if pool is not None:
+                pool.shutdown()
+    return report
+
+
+def format_report(report: CheckReport, class_names: Sequence[str]) -> str:
+    """Human-readable summary: pair counts, class coverage and every problem."""
+    lines = [f"pairs: {report.pairs}"]
+    if report.class_pixels is not None and report.class_pixels.sum() > 0:
+        share = report.class_pixels / report.class_pixels.sum()
+        absent = [name for name, n in zip(class_names, report.class_pixels, strict=True) if n == 0]
+        top = np.argsort(-share)[:5]
+        lines.append(
+            "most frequent classes (first split): "
+            + ", ".join(f"{class_names[i]} {100 * share[i]:.1f}%" for i in top)
+        )
+        if absent:
+            lines.append(f"{len(absent)} class(es) never appear: {', '.join(absent[:20])}")
+    if report.ok:
+        lines.append("no problems found")
+    else:
+        lines.append(f"{len(report.problems)} problem(s):")
+        lines.extend(f"- {problem}" for problem in report.problems)
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; returns the exit status (0: clean, 1: problems found)."""
+    from hydra.utils import instantiate
+
+    from vanseg.utils.config import compose_config
+
+    parser = argparse.ArgumentParser(description="Check an ADE20K-layout dataset.")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data=folder")
+    parser.add_argument("--workers", type=int, default=0, help="decoding processes (default 0)")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+
+    cfg = compose_config(args.overrides)
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_files()
+    print(f"checking {datamodule.name} at {datamodule.root}")
+    report = check_dataset(
+        datamodule.root,
+        datamodule.num_classes,
+        datamodule.reduce_zero_label,
+        datamodule.ignore_index,
+        (datamodule.train_split, datamodule.val_split),
+        datamodule.image_suffixes,
+        datamodule.label_suffix,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
+    print(format_report(report, datamodule.class_names))
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

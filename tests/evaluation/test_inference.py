@@ -1,0 +1,179 @@
+"""Whole / slide / multi-scale + flip inference (REFERENCE.md §8, PITFALLS.md C)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import vanseg
+from vanseg.evaluation.inference import (
+    MS_RATIOS,
+    InferenceProtocol,
+    keep_ratio_size,
+    multiple_size,
+    predict_mask,
+    predict_probs,
+    predict_probs_tensor,
+    prepare_image,
+    resolve_protocol,
+    set_eval_seed,
+    slide_logits,
+)
+
+K = 4
+
+
+class Recorder(nn.Module):
+    """Pointwise (1x1 conv) model that records the input sizes it sees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, K, 1)
+        self.sizes: list[tuple[int, int]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.sizes.append(tuple(x.shape[2:]))
+        return self.conv(x)
+
+
+class RowBias(nn.Module):
+    """Not flip-equivariant: the logits depend on the column index."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cols = torch.linspace(-3, 3, x.shape[-1]).expand(x.shape[0], 1, x.shape[2], -1)
+        return torch.cat([cols, -cols, x[:, :1]], dim=1)
+
+
+def image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def test_keep_ratio_and_multiple_sizes() -> None:
+    # ADE20K's typical 512x683 (h, w) image: already at scale; ratio 0.5 bounds (1024, 256).
+    assert keep_ratio_size(512, 683, (2048, 512)) == (512, 683)
+    assert keep_ratio_size(512, 683, (1024, 256)) == (256, 342)  # int(341.5 + 0.5)
+    assert keep_ratio_size(300, 3000, (2048, 512)) == (205, 2048)  # long side bound wins
+    assert keep_ratio_size(65, 47, (2048, 512)) == (708, 512)
+    assert multiple_size(512, 683, 32) == (512, 704)
+    assert multiple_size(65, 47, 32) == (96, 64)
+
+
+def test_sizes_agree_with_data_pipeline() -> None:
+    """Validation gets its inputs from the data pipeline; both must resize identically."""
+    transforms = pytest.importorskip("vanseg.data.transforms")
+    rng = np.random.default_rng(0)
+    for height, width in rng.integers(20, 3000, size=(200, 2)):
+        for bounds in ((2048, 512), (1024, 256), (3584, 896)):
+            w, h = transforms.rescale_size(int(width), int(height), bounds)
+            assert keep_ratio_size(int(height), int(width), bounds) == (h, w)
+
+
+def test_resize_to_multiple_is_a_resize() -> None:
+    protocol = InferenceProtocol(base_scale=None, size_divisor=32)
+    x = prepare_image(image(65, 47), protocol)
+    assert x.shape == (1, 3, 96, 64)
+    # A resize stretches the content; a pad would leave the bottom rows at the pad value.
+    assert x[0, :, -1].std() > 0.1
+
+
+def test_slide_equals_whole_for_pointwise_model() -> None:
+    model = Recorder().eval()
+    x = torch.randn(2, 3, 100, 77)
+    whole = model(x)
+    slide = slide_logits(model, x, crop=32, stride=21)
+    torch.testing.assert_close(slide, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_slide_windows_follow_mmseg() -> None:
+    model = Recorder().eval()
+    slide_logits(model, torch.randn(1, 3, 100, 77), crop=32, stride=21)
+    # h_grids = (100 - 32 + 20) // 21 + 1 = 5, w_grids = (77 - 32 + 20) // 21 + 1 = 4
+    assert len(model.sizes) == 20 and set(model.sizes) == {(32, 32)}
+    model.sizes.clear()
+    slide_logits(model, torch.randn(1, 3, 20, 50), crop=32, stride=21)
+    # An axis shorter than the crop is one window of its own length.
+    assert model.sizes == [(20, 32), (20, 32)]
+
+
+@pytest.mark.parametrize("mode", ["whole", "slide"])
+@pytest.mark.parametrize("size", [(65, 47), (150, 97)])
+def test_output_at_original_size_and_normalised(mode: str, size: tuple[int, int]) -> None:
+    protocol = InferenceProtocol(mode=mode, base_scale=None, crop=64, stride=48, flip=True)
+    probs = predict_probs(Recorder().eval(), image(*size), protocol)
+    assert probs.shape == (1, K, *size)
+    torch.testing.assert_close(probs.sum(dim=1), torch.ones(1, *size))
+    assert predict_mask(Recorder().eval(), image(*size), protocol).shape == size
+
+
+def test_multi_scale_resizes_the_original_image() -> None:
+    model = Recorder().eval()
+    protocol = InferenceProtocol.ms_flip(size_divisor=32)
+    probs = predict_probs(model, image(512, 683), protocol)
+    assert probs.shape == (1, K, 512, 683)
+    expected = []
+    for r in MS_RATIOS:
+        h, w = keep_ratio_size(512, 683, (int(2048 * r), int(512 * r)))
+        expected += [multiple_size(h, w, 32)] * 2  # plain and flipped pass
+    assert model.sizes == expected
+    assert protocol.passes == 12
+    assert "ratios 0.5, 0.75, 1, 1.25, 1.5, 1.75 | + flip" in protocol.describe()
+
+
+def test_flip_tta_unflips() -> None:
+    img = image(40, 56)
+    for model in (Recorder().eval(), RowBias()):
+        plain = predict_probs(model, img, InferenceProtocol(base_scale=None))
+        flipped = predict_probs(model, img, InferenceProtocol(base_scale=None, flip=True))
+        if isinstance(model, Recorder):  # flip-equivariant: flip TTA changes nothing
+            torch.testing.assert_close(flipped, plain)
+        else:  # column-dependent logits: the flipped pass mirrors them, averaging cancels
+            torch.testing.assert_close(flipped[:, 0], flipped[:, 1])
+            assert not torch.allclose(plain[:, 0], plain[:, 1])
+
+
+def test_repeated_scale_equals_single_scale() -> None:
+    img = image(50, 70)
+    single = predict_probs(Recorder().eval(), img, InferenceProtocol())
+    double = predict_probs(Recorder().eval(), img, InferenceProtocol(scales=(1.0, 1.0)))
+    torch.testing.assert_close(double, single)
+
+
+def test_prepared_tensor_variant() -> None:
+    img = image(60, 90)
+    protocol = InferenceProtocol(size_divisor=32, flip=True)
+    x = prepare_image(img, protocol)
+    model = Recorder().eval()
+    torch.testing.assert_close(
+        predict_probs_tensor(model, x, (60, 90), protocol), predict_probs(model, img, protocol)
+    )
+    with pytest.raises(ValueError, match="original uint8 image"):
+        predict_probs_tensor(model, x, (60, 90), InferenceProtocol.ms_flip())
+    with pytest.raises(ValueError, match="RGB uint8"):
+        predict_probs(model, x, protocol)
+
+
+def test_protocol_validation_and_resolution() -> None:
+    with pytest.raises(ValueError, match="stride <= crop"):
+        InferenceProtocol(mode="slide", crop=64, stride=65)
+    with pytest.raises(ValueError, match="mode"):
+        InferenceProtocol(mode="tiles")  # type: ignore[arg-type]
+    protocol = resolve_protocol({"mode": "slide", "scales": [1.0], "base_scale": [2048, 512]})
+    assert protocol.base_scale == (2048, 512) and protocol.mode == "slide"
+    ms = resolve_protocol({"size_divisor": 32}, tta="ms_flip")
+    assert ms.scales == MS_RATIOS and ms.flip and ms.size_divisor == 32
+    assert ms.to_dict()["scales"] == list(MS_RATIOS)
+    with pytest.raises(ValueError, match="unknown tta"):
+        resolve_protocol({}, tta="flip_only")
+
+
+def test_ham_model_is_deterministic_with_eval_seed() -> None:
+    model = vanseg.build_model("van_test", "light_ham", K, overrides=["head.channels=32"]).eval()
+    assert set_eval_seed(model, 0) == 1
+    protocol = InferenceProtocol(base_scale=(96, 64), mode="slide", crop=64, stride=48)
+    img = image(70, 90)
+    first = predict_probs(model, img, protocol)
+    torch.testing.assert_close(predict_probs(model, img, protocol), first, rtol=0, atol=0)
+    assert first.shape == (1, K, 70, 90)

@@ -1,0 +1,120 @@
+"""End-to-end training on CPU: a short run, exact resume, loggers, errors."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import vanseg
+from vanseg.models.pretrained import CheckpointError
+from vanseg.tasks import ConfigError, train
+from vanseg.utils.config import compose_config
+
+
+def _run(overrides: list[str]) -> dict:
+    return train(compose_config(overrides))
+
+
+def test_short_run_writes_checkpoints_results_and_logs(fast_train_overrides, tmp_path) -> None:
+    result = _run([*fast_train_overrides, "logger=csv_tensorboard"])
+    assert result["steps"] == 4
+    assert 0.0 <= result["metrics"]["val/mIoU"] <= 1.0
+    ckpts = tmp_path / "checkpoints"
+    assert {p.name for p in ckpts.glob("step_*.ckpt")} == {"step_000002.ckpt", "step_000004.ckpt"}
+    assert (ckpts / "last.ckpt").is_file() and result["best_checkpoint"]
+    assert (tmp_path / "results.json").is_file()
+    metrics = (tmp_path / "csv" / "metrics.csv").read_text()
+    for key in ("train/loss", "train/lr", "val/mIoU", "val/mAcc", "val/aAcc"):
+        assert key in metrics
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    # the checkpoint rebuilds the model on its own
+    model = vanseg.load_model(ckpts / "last.ckpt")
+    assert model.num_classes == 8 and not model.training
+
+
+def test_resume_is_exact(fast_train_overrides, tmp_path) -> None:
+    straight = tmp_path / "straight"
+    _run([*fast_train_overrides, f"paths.output_dir={straight}"])
+    resumed = tmp_path / "resumed"
+    half = straight / "checkpoints" / "step_000002.ckpt"
+    _run([*fast_train_overrides, f"paths.output_dir={resumed}", f"ckpt_path={half}"])
+    a = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=False)
+    b = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=False)
+    assert a["global_step"] == b["global_step"] == 4
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+    sa, sb = a["optimizer_states"][0]["state"], b["optimizer_states"][0]["state"]
+    assert all(torch.equal(sa[i]["exp_avg_sq"], sb[i]["exp_avg_sq"]) for i in sa)
+    assert a["lr_schedulers"][0]["last_epoch"] == b["lr_schedulers"][0]["last_epoch"] == 4
+    # the half-way checkpoint differs from the end: the test compares real training
+    h = torch.load(half, weights_only=False)["state_dict"]
+    assert not all(torch.equal(v, h[k]) for k, v in a["state_dict"].items())
+
+
+def test_wandb_offline_run_stays_in_the_run_folder(fast_train_overrides, tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "not-here"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.netrc credentials
+    result = _run(
+        [*fast_train_overrides, "logger=wandb", "logger.wandb.name=test", "trainer.max_steps=2"]
+    )
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+    ckpt = torch.load(result["checkpoint"], weights_only=False)
+    assert ckpt["vanseg"]["wandb_run_id"] == runs[0].name.rsplit("-", 1)[-1]
+
+
+def test_valid_pixel_average_switch(fast_train_overrides) -> None:
+    from vanseg.training.module import segmentation_loss
+
+    logits = torch.zeros(1, 4, 2, 2)  # uniform: every valid pixel costs log(4)
+    mask = torch.tensor([[[0, 1], [255, 255]]])
+    assert segmentation_loss(logits, mask).item() == pytest.approx(math.log(4) / 2)
+    assert segmentation_loss(logits, mask, average="valid_pixels").item() == pytest.approx(
+        math.log(4)
+    )
+
+
+def test_resume_from_another_model_is_refused(fast_train_overrides, tmp_path) -> None:
+    _run([*fast_train_overrides, "trainer.max_steps=2"])
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    with pytest.raises(CheckpointError, match="different model: .*head"):
+        _run(
+            [
+                *fast_train_overrides,
+                "head=fpn",
+                f"ckpt_path={ckpt}",
+                f"paths.output_dir={tmp_path}/other",
+            ]
+        )
+    with pytest.raises(FileNotFoundError, match="missing.ckpt"):
+        _run([*fast_train_overrides, f"ckpt_path={tmp_path}/missing.ckpt"])
+
+
+def test_device_and_data_errors(fast_train_overrides, tmp_path) -> None:
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="trainer.devices=8 asks for 8 GPUs"):
+            _run([*fast_train_overrides, "trainer=gpu", "trainer.devices=8"])
+    with pytest.raises(ConfigError, match="SyncBatchNorm"):
+        _run([*fast_train_overrides, "trainer.sync_batchnorm=true"])
+    with pytest.raises(Exception, match="does-not-exist"):
+        _run(
+            [
+                *fast_train_overrides,
+                "data=ade20k",
+                f"data.root={tmp_path}/does-not-exist",
+                "backbone.pretrained=/nonexistent/weights.pth",
+            ]
+        )
+
+
+def test_non_finite_loss_stops_with_the_step(fast_train_overrides) -> None:
+    from vanseg.training.module import NonFiniteLossError
+
+    with pytest.raises(NonFiniteLossError, match="at step 0"):
+        _run([*fast_train_overrides, "optimizer.lr=nan"])
