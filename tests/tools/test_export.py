@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,12 +26,6 @@ NARROW = {
     "fpn": ["neck.out_channels=32", "head.channels=32"],
     "upernet": ["head.channels=32", "aux_head.channels=32"],
 }
-FPN_XFAIL = pytest.mark.xfail(
-    strict=True,
-    raises=export.ExportError,
-    reason="fpn.Upsample2x computes its size with int(), which tracing freezes to the sample "
-    "size; needs `resize(x, [2 * s for s in x.shape[2:]])` in src/vanseg/models/heads/fpn.py",
-)
 
 
 @pytest.fixture(autouse=True)
@@ -83,7 +78,6 @@ def test_fpn_static_round_trip_legacy(tmp_path: Path) -> None:
     assert len(rows) == 1 and rows[0]["max_abs_diff"] <= 1e-3
 
 
-@FPN_XFAIL
 def test_fpn_dynamic_round_trip_legacy(tmp_path: Path) -> None:
     ckpt = make_checkpoint("fpn", tmp_path)
     assert all(r["max_abs_diff"] <= 1e-3 for r in run_cli(ckpt, "dynamo=false"))
@@ -107,10 +101,14 @@ def test_mismatch_fails_loudly(tmp_path: Path) -> None:
         export.check_onnx(model, path, [[32, 32], [40, 48]])
 
 
-def test_bad_requests(tmp_path: Path) -> None:
+def test_bad_requests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     upernet = vanseg.build_model("van_test", "upernet", 5, overrides=NARROW["upernet"])
     with pytest.raises(export.ExportError, match="dynamic=false"):
         export.export_onnx(upernet, tmp_path / "u.onnx", (64, 64))
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if the extra were incomplete
+    with pytest.raises(export.ExportError, match=r"onnxscript is not installed.*\[onnx\]"):
+        export.export_onnx(FrozenWidth(), tmp_path / "m.onnx", (32, 32), dynamo=True)
+    monkeypatch.undo()
     with pytest.raises(SystemExit):
         export.main([])  # no ckpt_path
     ckpt = tmp_path / "model.ckpt"
@@ -125,7 +123,7 @@ def test_bad_requests(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("head", ["light_ham", pytest.param("fpn", marks=FPN_XFAIL)])
+@pytest.mark.parametrize("head", ["light_ham", "fpn"])
 def test_round_trip_dynamo(head: str, tmp_path: Path) -> None:
     pytest.importorskip("onnxscript", reason=INSTALL)
     rows = run_cli(make_checkpoint(head, tmp_path))

@@ -50,7 +50,7 @@ def confusion_image(
     )
     names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
     show_names = cell >= 8
-    font = _font(max(cell - 2, 8))
+    font = _font(int(np.clip(cell - 2, 8, 14)))
     margin = 8 + (max(int(font.getlength(n)) for n in names) if show_names else 0)
     title_h = 24
     canvas = Image.new("RGB", (margin + matrix.width + 8, title_h + margin + matrix.height + 8))

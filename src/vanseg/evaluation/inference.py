@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vanseg.models.layers.matrix_decomposition import NMF2D
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -158,12 +160,10 @@ def set_eval_seed(model: nn.Module, seed: int | None) -> int:
 
     Returns the number of modules changed (0 for heads without NMF).
     """
-    changed = 0
-    for module in model.modules():
-        if hasattr(module, "eval_seed") and hasattr(module, "init_bases"):
-            module.eval_seed = seed
-            changed += 1
-    return changed
+    modules = [m for m in model.modules() if isinstance(m, NMF2D)]
+    for module in modules:
+        module.eval_seed = seed
+    return len(modules)
 
 
 def keep_ratio_size(height: int, width: int, scale: Sequence[int]) -> tuple[int, int]:
@@ -181,7 +181,9 @@ def multiple_size(height: int, width: int, divisor: int) -> tuple[int, int]:
     return math.ceil(height / divisor) * divisor, math.ceil(width / divisor) * divisor
 
 
-def _input_size(height: int, width: int, protocol: InferenceProtocol, ratio: float):
+def _input_size(
+    height: int, width: int, protocol: InferenceProtocol, ratio: float
+) -> tuple[int, int]:
     if protocol.base_scale is not None:
         # MultiScaleFlipAug scales the (w, h) = (2048, 512) bounds and truncates with int().
         bounds = (int(protocol.base_scale[0] * ratio), int(protocol.base_scale[1] * ratio))

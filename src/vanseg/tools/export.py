@@ -27,6 +27,7 @@ ONNX cannot express for a dynamic input size; export it with ``dynamic=false``.
 from __future__ import annotations
 
 import argparse
+import importlib
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -59,6 +60,16 @@ __all__ = [
 
 class ExportError(RuntimeError):
     """The model cannot be exported as asked, or the exported graph does not match PyTorch."""
+
+
+def _require(name: str) -> Any:
+    """Import an optional dependency of the export, with the install command on failure."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as err:
+        raise ExportError(
+            f"{name} is not installed; ONNX export needs the onnx extra: pip install -e '.[onnx]'"
+        ) from err
 
 
 def _nmf_modules(model: nn.Module) -> list[NMF2D]:
@@ -147,6 +158,8 @@ def export_onnx(
         dynamic: Dynamic batch, height and width.
     """
     _check_exportable(model, dynamic)
+    for name in ("onnx", "onnxscript") if dynamo else ("onnx",):
+        _require(name)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.cpu()
@@ -171,8 +184,7 @@ def export_onnx(
 
 
 def _add_metadata(path: Path, model: nn.Module, eval_seed: int) -> None:
-    import onnx
-
+    onnx = _require("onnx")
     proto = onnx.load(str(path))
     props = {
         "num_classes": str(getattr(model, "num_classes", "")),
@@ -194,8 +206,7 @@ def compare_onnx(
         One row per size: ``size``, ``max_abs_diff`` (inf if the output shapes differ) and
         ``max_abs_logit`` (for scale).
     """
-    import onnxruntime as ort
-
+    ort = _require("onnxruntime")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     generator = torch.Generator().manual_seed(1)
     rows = []

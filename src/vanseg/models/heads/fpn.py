@@ -51,10 +51,10 @@ class FPN(nn.Module):
 
 
 class Upsample2x(nn.Module):
-    """Bilinear x2 upsampling to ``int(2 * size)`` (mmseg ``Upsample(scale_factor=2)``)."""
+    """Bilinear x2 upsampling to ``2 * size`` (mmseg ``Upsample(scale_factor=2)``)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return resize(x, [int(2 * s) for s in x.shape[2:]])
+        return resize(x, [2 * s for s in x.shape[2:]])
 
 
 class FPNHead(DecodeHead):
