@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install vanseg with its dev tools
 
-demo: $(STAMP)  ## the main job on an embedded default (CPU, minutes)
-	$(BIN)/python -m vanseg.tools.flops --all
+demo: $(STAMP)  ## the main job: train the CPU demo on the generated dataset
+	$(BIN)/python train.py experiment=demo
 
 flops: $(STAMP)  ## params/GMACs of all 17 published configurations
 	$(BIN)/python -m vanseg.tools.flops --all
