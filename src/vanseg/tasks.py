@@ -98,7 +98,7 @@ def resolve_ckpt_path(ckpt_path: str | None, cfg: DictConfig) -> str | None:
 
 def _check_resume_compatible(path: str, model_cfg: dict[str, Any]) -> dict[str, Any]:
     """The checkpoint's stored model config must equal the one being trained."""
-    meta = load_file(path, unsafe_load=True).get("vanseg") or {}
+    meta = load_file(path).get("vanseg") or {}
     stored = meta.get("model")
     if stored is None:
         raise CheckpointError(f"{path} was not written by vanseg training (no model config)")

@@ -117,3 +117,9 @@ def test_non_finite_loss_stops_with_the_step(fast_train_overrides) -> None:
 
     with pytest.raises(NonFiniteLossError, match="at step 0"):
         _run([*fast_train_overrides, "optimizer.lr=nan"])
+
+
+@pytest.mark.slow
+def test_bf16_mixed_precision_trains(fast_train_overrides, tmp_path) -> None:
+    result = _run([*fast_train_overrides, "trainer.precision=bf16-mixed", "trainer.max_steps=2"])
+    assert result["steps"] == 2 and math.isfinite(result["metrics"]["val/mIoU"])

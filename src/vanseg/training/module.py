@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from vanseg.evaluation.inference import predict_probs_tensor
 from vanseg.evaluation.metrics import SegmentationMetrics
 from vanseg.models.heads.base import resize
 from vanseg.models.segmentor import Segmentor
@@ -160,9 +161,9 @@ class SegmentationModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ validation
     def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
-        logits = self.model(batch["image"])
-        logits = resize(logits, batch["mask"].shape[-2:])  # to the original label size
-        self.val_metrics.update(logits.argmax(1), batch["mask"])
+        # The inference code of eval.py and predict.py: logits at the original label size.
+        probs = predict_probs_tensor(self.model, batch["image"], batch["mask"].shape[-2:])
+        self.val_metrics.update(probs.argmax(1), batch["mask"])
 
     def on_validation_epoch_end(self) -> None:
         results = self.val_metrics.compute()  # a collective under DDP: every rank calls it
