@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vanseg.models.heads.base import DecodeHead, resize
@@ -51,10 +52,14 @@ class FPN(nn.Module):
 
 
 class Upsample2x(nn.Module):
-    """Bilinear x2 upsampling to ``2 * size`` (mmseg ``Upsample(scale_factor=2)``)."""
+    """Bilinear x2 upsampling (mmseg ``Upsample(scale_factor=2)``, output ``2 * size``).
+
+    A scale factor rather than a size computed from ``x.shape``: the same pixels, but it
+    stays dynamic in an exported graph and adds no shape arithmetic to traced MAC counts.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return resize(x, [2 * s for s in x.shape[2:]])
+        return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
 
 class FPNHead(DecodeHead):
