@@ -21,7 +21,6 @@ set their ``eval_seed`` (:func:`set_eval_seed`) if results must be reproducible.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
@@ -32,6 +31,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vanseg.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    rescale_size,
+    resize_to_multiple_size,
+)
 from vanseg.models.layers.matrix_decomposition import NMF2D
 
 __all__ = [
@@ -51,9 +56,6 @@ __all__ = [
     "slide_logits",
 ]
 
-#: ImageNet mean/std in 0..255 RGB units (the original's ``Normalize``, REFERENCE.md §8).
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
-IMAGENET_STD = (58.395, 57.12, 57.375)
 #: Scale ratios of the original's multi-scale test (``test.py --aug-test``).
 MS_RATIOS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
@@ -172,13 +174,14 @@ def keep_ratio_size(height: int, width: int, scale: Sequence[int]) -> tuple[int,
     The factor is ``min(long / max(h, w), short / min(h, w))``; each side becomes
     ``int(side * factor + 0.5)``.
     """
-    factor = min(max(scale) / max(height, width), min(scale) / min(height, width))
-    return int(height * factor + 0.5), int(width * factor + 0.5)
+    width, height = rescale_size(width, height, scale)
+    return height, width
 
 
 def multiple_size(height: int, width: int, divisor: int) -> tuple[int, int]:
     """``(ceil(h / d) * d, ceil(w / d) * d)``, the target of ``ResizeToMultiple``."""
-    return math.ceil(height / divisor) * divisor, math.ceil(width / divisor) * divisor
+    width, height = resize_to_multiple_size(width, height, divisor)
+    return height, width
 
 
 def _input_size(
