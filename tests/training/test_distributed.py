@@ -111,3 +111,25 @@ def test_multirun_with_in_process_ddp_is_refused(tiny_data_overrides, tmp_path) 
     )
     assert proc.returncode != 0
     assert "cannot be combined with in-process multi-device DDP" in proc.stderr + proc.stdout
+
+
+@pytest.mark.slow
+def test_optuna_search_runs(tiny_data_overrides: list[str], tmp_path: Path) -> None:
+    sweep = tmp_path / "optuna"
+    args = [a for a in _small(tiny_data_overrides) if "max_steps" not in a]
+    proc = _train(
+        [
+            "-m",
+            "hparams_search=optuna",
+            "hydra.sweeper.n_trials=2",
+            "hydra.sweeper.sampler.n_startup_trials=2",
+            "trainer=cpu",
+            "trainer.max_steps=2",
+            *args,
+            f"hydra.sweep.dir={sweep}",
+        ],
+        tmp_path,
+    )
+    assert "Best parameters" in proc.stdout + proc.stderr
+    rows = json.loads((sweep / "summary.json").read_text())
+    assert len(rows) == 2 and len({r["overrides"][0] for r in rows}) == 2  # two different lrs
