@@ -1,0 +1,16 @@
+"""The base of every error that a user can fix by changing a file, a path or an option.
+
+Entry points (train, eval, predict and every tool) print such an error as one or two lines and
+exit with :data:`USER_ERROR_EXIT`; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = ["VansegError", "USER_ERROR_EXIT"]
+
+#: Exit status of an entry point stopped by a :class:`VansegError` (argparse's usage status).
+USER_ERROR_EXIT = 2
+
+
+class VansegError(Exception):
+    """A mistake in the input: the message names the file, value or option and what to do."""

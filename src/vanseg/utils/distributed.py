@@ -1,0 +1,73 @@
+"""Process-group facts in one place: rank, world size, rank-zero checks and device choice.
+
+Two sources exist and both are needed: ``torch.distributed`` once a process group is joined,
+and the launcher's environment (``RANK``, ``LOCAL_RANK``, ``SLURM_PROCID``) before that, e.g.
+while Hydra sets up run folders and logging.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import torch
+import torch.distributed as dist
+
+__all__ = [
+    "get_rank",
+    "get_world_size",
+    "rank_and_world_size",
+    "is_rank_zero",
+    "launcher_is_rank_zero",
+    "local_rank",
+    "resolve_device",
+]
+
+
+def _initialised() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_rank() -> int:
+    """This process's rank in the joined process group, else 0."""
+    return dist.get_rank() if _initialised() else 0
+
+
+def get_world_size() -> int:
+    """The number of processes in the joined process group, else 1."""
+    return dist.get_world_size() if _initialised() else 1
+
+
+def rank_and_world_size(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
+    """``(rank, world_size)`` from the arguments, else the process group, else ``(0, 1)``."""
+    world_size = get_world_size() if world_size is None else world_size
+    rank = get_rank() if rank is None else rank
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+    return rank, world_size
+
+
+def launcher_is_rank_zero(environ: Mapping[str, str] | None = None) -> bool:
+    """True unless the launcher's environment (torchrun, SLURM) names a rank other than 0."""
+    environ = os.environ if environ is None else environ
+    return all(environ.get(k, "0") == "0" for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
+
+
+def is_rank_zero() -> bool:
+    """Rank 0 of the process group if one is joined, else by the launcher's environment."""
+    return get_rank() == 0 if _initialised() else launcher_is_rank_zero()
+
+
+def local_rank(environ: Mapping[str, str] | None = None) -> int:
+    """This process's index on its node (``LOCAL_RANK``), 0 without a launcher."""
+    environ = os.environ if environ is None else environ
+    return int(environ.get("LOCAL_RANK", 0))
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA if available, else CPU; a bare ``cuda`` means this process's GPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":  # under torchrun, one GPU per process
+        return torch.device("cuda", local_rank())
+    return torch.device(name)
