@@ -5,15 +5,23 @@ the tools (REFERENCE.md §8, PITFALLS.md C). Every function returns class *proba
 ``(B, K, H, W)`` at the requested output size (the original image / label size), like mmseg's
 ``EncoderDecoder.inference``, which always applies a softmax; argmax gives the prediction.
 
-Per pass (one scale ratio ``r``, flipped or not):
+Per pass (one scale ratio ``r``, flipped or not), :func:`pass_input` builds the network input
+in the original's order of operations (mmseg 0.21 test pipeline, docs/reference.md §8):
 
-1. From the *original* RGB uint8 image: keep-ratio resize (cv2 bilinear, mmcv's rounding) to
-   fit ``(int(2048 r), int(512 r))``; optionally resize (not pad) to a multiple of 32
-   (``ResizeToMultiple``); horizontal flip; ImageNet normalisation.
-2. Logits at the network input size: one forward (``whole``) or overlapping crops whose logits
-   are averaged (``slide``, mmseg ``slide_inference``).
-3. Logits resized bilinearly (``align_corners=False``) to the output size, softmax over
-   classes, un-flip.
+1. ``Resize(keep_ratio=True)``: the *original* RGB uint8 image is resized (cv2 bilinear,
+   mmcv's ``int(x * f + 0.5)`` rounding) to fit ``(int(2048 r), int(512 r))``; the result is a
+   uint8 image again.
+2. ``ResizeToMultiple(d)`` (if ``size_divisor``): *that uint8 image* is resized once more to
+   ``ceil(h / d) * d x ceil(w / d) * d``. Two interpolations with uint8 rounding in between,
+   never one resize from the original (docs/pitfalls.md C2).
+3. ``RandomFlip``: horizontal flip of the uint8 image.
+4. ``Normalize``: mmcv's ``imnormalize``: ``x - mean`` in float32, then times ``1 / std``
+   computed and multiplied in float64 and rounded to float32 (what ``cv2.subtract`` and
+   ``cv2.multiply`` with float64 scalars do), so the inputs match the original bit for bit.
+
+Then logits at the network input size: one forward (``whole``) or overlapping crops whose
+logits are averaged (``slide``, mmseg ``slide_inference``); logits resized bilinearly
+(``align_corners=False``) to the output size, softmax over classes, un-flip.
 
 Probabilities are averaged over all passes. The model must be in eval mode; for the Ham heads
 set their ``eval_seed`` (:func:`set_eval_seed`) if results must be reproducible.
@@ -47,6 +55,7 @@ __all__ = [
     "keep_ratio_size",
     "multiple_size",
     "normalize",
+    "pass_input",
     "predict_mask",
     "predict_probs",
     "predict_probs_tensor",
@@ -59,6 +68,9 @@ __all__ = [
 #: Scale ratios of the original's multi-scale test (``test.py --aug-test``).
 MS_RATIOS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
+#: Name of the published multi-scale + flip protocol.
+AUG_TEST_NAME = "test.py --aug-test"
+
 Mode = Literal["whole", "slide"]
 
 
@@ -68,6 +80,8 @@ class InferenceProtocol:
 
     Args:
         mode: ``"whole"`` (one forward per pass) or ``"slide"`` (crop windows, logits averaged).
+        name: Which protocol this is, e.g. ``"test.py default for hamnet"``; printed first by
+            :meth:`describe` and stored with the results.
         scales: Ratios ``r`` of ``base_scale``; one pass per ratio (and per flip).
         flip: Add a horizontally flipped pass for every ratio.
         base_scale: ``(long, short)`` bounds of the keep-ratio resize at ``r = 1``; ``None``
@@ -79,6 +93,7 @@ class InferenceProtocol:
     """
 
     mode: Mode = "whole"
+    name: str = ""
     scales: tuple[float, ...] = (1.0,)
     flip: bool = False
     base_scale: tuple[int, int] | None = (2048, 512)
@@ -110,7 +125,7 @@ class InferenceProtocol:
     @classmethod
     def ms_flip(cls, **kwargs: Any) -> InferenceProtocol:
         """The published protocol: ratios 0.5..1.75 x horizontal flip (12 passes)."""
-        return cls(**{"scales": MS_RATIOS, "flip": True, **kwargs})
+        return cls(**{"scales": MS_RATIOS, "flip": True, "name": AUG_TEST_NAME, **kwargs})
 
     @property
     def passes(self) -> int:
@@ -119,7 +134,8 @@ class InferenceProtocol:
 
     def describe(self) -> str:
         """One line for logs and result files, e.g. ``whole | keep-ratio (2048, 512) | ...``."""
-        parts = [
+        parts = [self.name] if self.name else []
+        parts += [
             self.mode if self.mode == "whole" else f"slide crop {self.crop} stride {self.stride}",
             f"keep-ratio {self.base_scale}" if self.base_scale else "original size",
         ]
@@ -153,7 +169,7 @@ def resolve_protocol(options: Mapping[str, Any], tta: str | None = None) -> Infe
     if tta in (None, "none"):
         return protocol
     if tta == "ms_flip":
-        return replace(protocol, scales=MS_RATIOS, flip=True)
+        return replace(protocol, scales=MS_RATIOS, flip=True, name=AUG_TEST_NAME)
     raise ValueError(f"unknown tta {tta!r}: use null (none) or 'ms_flip'")
 
 
@@ -184,18 +200,24 @@ def multiple_size(height: int, width: int, divisor: int) -> tuple[int, int]:
     return height, width
 
 
-def _input_size(
+def _rescaled_size(
     height: int, width: int, protocol: InferenceProtocol, ratio: float
 ) -> tuple[int, int]:
+    """Size after ``Resize(keep_ratio=True)`` at ``ratio`` (before any ResizeToMultiple)."""
     if protocol.base_scale is not None:
         # MultiScaleFlipAug scales the (w, h) = (2048, 512) bounds and truncates with int().
         bounds = (int(protocol.base_scale[0] * ratio), int(protocol.base_scale[1] * ratio))
-        height, width = keep_ratio_size(height, width, bounds)
-    elif ratio != 1.0:
-        height, width = keep_ratio_size(height, width, (ratio * max(height, width),) * 2)
-    if protocol.size_divisor:
-        height, width = multiple_size(height, width, protocol.size_divisor)
+        return keep_ratio_size(height, width, bounds)
+    if ratio != 1.0:
+        return keep_ratio_size(height, width, (ratio * max(height, width),) * 2)
     return height, width
+
+
+def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """mmcv ``imresize``: cv2 bilinear on the uint8 image (a same-size resize is a copy)."""
+    if size == image.shape[:2]:
+        return image
+    return cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
 
 
 def normalize(
@@ -203,11 +225,17 @@ def normalize(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
 ) -> torch.Tensor:
-    """RGB uint8 ``(H, W, 3)`` -> normalised float32 ``(1, 3, H, W)``."""
+    """RGB uint8 ``(H, W, 3)`` -> normalised float32 ``(1, 3, H, W)``, as mmcv computes it.
+
+    mmcv's ``imnormalize`` subtracts the mean in float32 and multiplies by ``1 / std``; the
+    product is formed in float64 and rounded to float32. ``(x - mean) / std`` in float32
+    differs in the last bit for about a third of the values.
+    """
     x = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-    return ((x - mean_t) / std_t).unsqueeze(0)
+    mean_t = torch.tensor(mean, dtype=torch.float64).to(torch.float32).view(3, 1, 1)
+    inv_std = 1.0 / torch.tensor(std, dtype=torch.float64).view(3, 1, 1)
+    centred = (x - mean_t).to(torch.float64)
+    return (centred * inv_std).to(torch.float32).unsqueeze(0)
 
 
 def _as_uint8_rgb(image: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -221,18 +249,32 @@ def _as_uint8_rgb(image: np.ndarray | torch.Tensor) -> np.ndarray:
     return image
 
 
+def pass_input(
+    image: np.ndarray | torch.Tensor,
+    protocol: InferenceProtocol,
+    ratio: float = 1.0,
+    flip: bool = False,
+) -> torch.Tensor:
+    """The network input ``(1, 3, h, w)`` of one pass, bit for bit as the original builds it.
+
+    Keep-ratio resize of the original uint8 image, ResizeToMultiple of *that* uint8 result,
+    flip, mmcv normalisation (see the module docstring). Every caller (whole, slide, TTA,
+    ``eval.py``, ``predict.py``) builds its inputs here.
+    """
+    rgb = _as_uint8_rgb(image)
+    rgb = _resize(rgb, _rescaled_size(rgb.shape[0], rgb.shape[1], protocol, ratio))
+    if protocol.size_divisor:
+        rgb = _resize(rgb, multiple_size(rgb.shape[0], rgb.shape[1], protocol.size_divisor))
+    if flip:
+        rgb = rgb[:, ::-1]
+    return normalize(rgb, protocol.mean, protocol.std)
+
+
 def prepare_image(
     image: np.ndarray | torch.Tensor, protocol: InferenceProtocol, ratio: float = 1.0
 ) -> torch.Tensor:
-    """The network input of one pass (before flipping): resized and normalised (1, 3, h, w).
-
-    Resizing works on the uint8 image with cv2 bilinear interpolation, as mmcv does.
-    """
-    image = _as_uint8_rgb(image)
-    height, width = _input_size(image.shape[0], image.shape[1], protocol, ratio)
-    if (height, width) != image.shape[:2]:
-        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
-    return normalize(image, protocol.mean, protocol.std)
+    """The unflipped network input of one pass: :func:`pass_input` with ``flip=False``."""
+    return pass_input(image, protocol, ratio)
 
 
 def slide_logits(model: nn.Module, images: torch.Tensor, crop: int, stride: int) -> torch.Tensor:
@@ -266,6 +308,20 @@ def _logits(model: nn.Module, images: torch.Tensor, protocol: InferenceProtocol)
     return model(images)
 
 
+def _probs(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    flipped: bool,
+    out_size: tuple[int, int],
+    protocol: InferenceProtocol,
+) -> torch.Tensor:
+    """Probabilities at ``out_size`` of prepared (possibly flipped) inputs, un-flipped."""
+    logits = _logits(model, inputs, protocol)
+    logits = F.interpolate(logits, size=out_size, mode="bilinear", align_corners=False)
+    probs = logits.float().softmax(dim=1)
+    return probs.flip(-1) if flipped else probs
+
+
 def _pass_probs(
     model: nn.Module,
     images: torch.Tensor,
@@ -273,12 +329,7 @@ def _pass_probs(
     out_size: tuple[int, int],
     protocol: InferenceProtocol,
 ) -> torch.Tensor:
-    if flip:
-        images = images.flip(-1)
-    logits = _logits(model, images, protocol)
-    logits = F.interpolate(logits, size=out_size, mode="bilinear", align_corners=False)
-    probs = logits.float().softmax(dim=1)
-    return probs.flip(-1) if flip else probs
+    return _probs(model, images.flip(-1) if flip else images, flip, out_size, protocol)
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -308,9 +359,9 @@ def predict_probs(
     device = _device(model)
     total: torch.Tensor | None = None
     for ratio in protocol.scales:
-        inputs = prepare_image(rgb, protocol, ratio).to(device)
         for flip in (False, True) if protocol.flip else (False,):
-            probs = _pass_probs(model, inputs, flip, size, protocol)
+            inputs = pass_input(rgb, protocol, ratio, flip).to(device)
+            probs = _probs(model, inputs, flip, size, protocol)
             total = probs if total is None else total + probs
     assert total is not None
     return total / protocol.passes
