@@ -102,15 +102,14 @@ def _num_classes(model_cfg: Mapping[str, Any]) -> int:
     return int(head["num_classes"])
 
 
-def _as_container(cfg: Any) -> dict[str, Any]:
-    try:
-        from omegaconf import OmegaConf
+def _node(cfg: Any, key: str) -> Any:
+    """``cfg[key]`` as plain, resolved containers; only this node is resolved (not the paths)."""
+    from omegaconf import OmegaConf
 
-        if OmegaConf.is_config(cfg):
-            return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-    except ImportError:  # pragma: no cover - omegaconf is a dependency
-        pass
-    return copy.deepcopy(dict(cfg))
+    value = cfg.get(key) if isinstance(cfg, Mapping) or OmegaConf.is_config(cfg) else None
+    if OmegaConf.is_config(value):
+        return OmegaConf.to_container(value, resolve=True)
+    return copy.deepcopy(value)
 
 
 @dataclass(frozen=True)
@@ -189,9 +188,8 @@ class ModelMeta:
     @classmethod
     def from_config(cls, cfg: Any) -> ModelMeta:
         """From a training config (``DictConfig`` or the run config stored in a checkpoint)."""
-        plain = _as_container(cfg)
-        model_cfg = plain.get("model") or {k: plain.get(k) for k in _KEYS}
-        return cls.from_model_and_data(model_cfg, plain.get("data"))
+        model_cfg = _node(cfg, "model") or {k: _node(cfg, k) for k in _KEYS}
+        return cls.from_model_and_data(model_cfg, _node(cfg, "data"))
 
     @classmethod
     def from_checkpoint(cls, ckpt: Mapping[str, Any], source: str = "checkpoint") -> ModelMeta:
