@@ -27,6 +27,7 @@ from typing import Any
 from vanseg.data.classes import resolve_class_names, resolve_palette
 from vanseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from vanseg.errors import VansegError
+from vanseg.evaluation.protocol import MS_RATIOS
 
 __all__ = [
     "FAMILY_HEADS",
@@ -37,8 +38,6 @@ __all__ = [
     "family_protocol",
 ]
 
-#: Scale ratios of the original's multi-scale test pipelines (``ade20k_std.py``, ``--aug-test``).
-MS_RATIOS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 #: Decode-head class (last part of ``head._target_``) -> model family.
 FAMILY_HEADS = {
     "LightHamHead": "light_ham",
