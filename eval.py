@@ -12,7 +12,8 @@ import hydra
 from omegaconf import DictConfig
 
 from vanseg.data.ade20k import DatasetError
-from vanseg.evaluation.evaluate import EvalError, run_eval, worker_rank_overrides
+from vanseg.errors import VansegError
+from vanseg.evaluation.evaluate import run_eval, worker_rank_overrides
 from vanseg.models.pretrained import CheckpointError
 
 
@@ -21,7 +22,7 @@ def main(cfg: DictConfig) -> float:
     """Hydra entry point; returns the mIoU (fraction) for sweepers."""
     try:
         return run_eval(cfg).metrics["mIoU"]
-    except (EvalError, CheckpointError, DatasetError, FileNotFoundError) as err:
+    except (VansegError, CheckpointError, DatasetError, FileNotFoundError) as err:
         # Input mistakes get one clear message instead of a stack trace.
         raise SystemExit(f"eval.py: error: {err}") from err
 

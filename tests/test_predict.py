@@ -70,7 +70,7 @@ def images(tmp_path: Path) -> Path:
 
 def test_writes_labels_overlays_and_report(checkpoint: Path, images: Path, tmp_path: Path):
     out = tmp_path / "out"
-    report = run_predict(checkpoint, images, out, FAST, eval_seed=0, progress=False)
+    report = run_predict(checkpoint, images, out, protocol=FAST, eval_seed=0, progress=False)
     assert sorted(p.name for p in report.written) == sorted(SIZES)
     model = vanseg.load_model(checkpoint)
     set_eval_seed(model, 0)
@@ -92,9 +92,9 @@ def test_writes_labels_overlays_and_report(checkpoint: Path, images: Path, tmp_p
 def test_unreadable_file_stops_or_is_reported(checkpoint: Path, images: Path, tmp_path: Path):
     (images / "broken.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(PredictError, match=r"broken\.jpg.*skip_unreadable=true"):
-        run_predict(checkpoint, images, tmp_path / "out1", FAST, progress=False)
+        run_predict(checkpoint, images, tmp_path / "out1", protocol=FAST, progress=False)
     report = run_predict(
-        checkpoint, images, tmp_path / "out2", FAST, skip_unreadable=True, progress=False
+        checkpoint, images, tmp_path / "out2", protocol=FAST, skip_unreadable=True, progress=False
     )
     assert len(report.written) == len(SIZES)
     assert [p.name for p, _ in report.skipped] == ["broken.jpg"]
@@ -104,10 +104,12 @@ def test_unreadable_file_stops_or_is_reported(checkpoint: Path, images: Path, tm
 
 def test_existing_results_need_overwrite(checkpoint: Path, images: Path, tmp_path: Path):
     out = tmp_path / "out"
-    run_predict(checkpoint, images / "a.jpg", out, FAST, progress=False)
+    run_predict(checkpoint, images / "a.jpg", out, protocol=FAST, progress=False)
     with pytest.raises(PredictError, match="already holds results.*overwrite=true"):
-        run_predict(checkpoint, images / "a.jpg", out, FAST, progress=False)
-    report = run_predict(checkpoint, images / "a.jpg", out, FAST, overwrite=True, progress=False)
+        run_predict(checkpoint, images / "a.jpg", out, protocol=FAST, progress=False)
+    report = run_predict(
+        checkpoint, images / "a.jpg", out, protocol=FAST, overwrite=True, progress=False
+    )
     assert len(report.written) == 1
 
 
@@ -124,10 +126,12 @@ def test_bad_inputs(checkpoint: Path, images: Path, tmp_path: Path):
     with pytest.raises(PredictError, match="holds no images"):
         find_images(str(tmp_path / "*.jpg"))
     with pytest.raises(PredictError, match="checkpoint not found"):
-        run_predict(tmp_path / "missing.ckpt", images, tmp_path / "out", FAST, progress=False)
+        run_predict(
+            tmp_path / "missing.ckpt", images, tmp_path / "out", protocol=FAST, progress=False
+        )
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(images / "a.png")
     with pytest.raises(PredictError, match="share a file name"):
-        run_predict(checkpoint, images, tmp_path / "out", FAST, progress=False)
+        run_predict(checkpoint, images, tmp_path / "out", protocol=FAST, progress=False)
 
 
 def test_glob_input(images: Path):
@@ -136,7 +140,7 @@ def test_glob_input(images: Path):
 
 
 def test_palette_and_blend():
-    np.testing.assert_array_equal(palette_array(150, None), np.asarray(ADE20K_PALETTE))
+    np.testing.assert_array_equal(palette_array(150, "ade20k"), np.asarray(ADE20K_PALETTE))
     assert palette_array(K, None).shape == (K, 3)
     with pytest.raises(ValueError, match="150"):  # ADE20K colours for a 5-class model
         palette_array(K, "ade20k")

@@ -14,7 +14,14 @@ from hydra.utils import instantiate
 from vanseg.models.pretrained import CheckpointError, check_and_load, load_file
 from vanseg.models.segmentor import Segmentor
 
-__all__ = ["build_model", "build_model_from_config", "load_model", "save_model", "CKPT_KEY"]
+__all__ = [
+    "CKPT_KEY",
+    "build_model",
+    "build_model_from_config",
+    "load_model",
+    "model_from_checkpoint",
+    "save_model",
+]
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +96,20 @@ def load_model(path: str | Path, unsafe_load: bool = False) -> Segmentor:
     The model is built from the config stored in the file (``backbone.pretrained`` is not
     reloaded), then the weights are loaded strictly.
     """
-    ckpt = load_file(path, unsafe_load, "unsafe_load")
+    return model_from_checkpoint(load_file(path, unsafe_load, "unsafe_load"), str(path))
+
+
+def model_from_checkpoint(ckpt: Mapping[str, Any], source: str = "checkpoint") -> Segmentor:
+    """:func:`load_model` for a checkpoint dict that is already in memory (read once).
+
+    Args:
+        ckpt: The loaded file: ``{"state_dict", "vanseg": {"model": ...}, ...}``.
+        source: Its name in error messages (usually the path).
+    """
     meta = ckpt.get(CKPT_KEY) if isinstance(ckpt, Mapping) else None
     if not meta or "model" not in meta:
         raise CheckpointError(
-            f"{path} has no vanseg model config (key '{CKPT_KEY}'). Convert an original "
+            f"{source} has no vanseg model config (key '{CKPT_KEY}'). Convert an original "
             "mmseg checkpoint with `python -m vanseg.tools.convert IN OUT backbone=... head=...`."
         )
     model_cfg = copy.deepcopy(meta["model"])
@@ -102,5 +118,5 @@ def load_model(path: str | Path, unsafe_load: bool = False) -> Segmentor:
     state = ckpt["state_dict"]
     if state and all(k.startswith("model.") for k in state):  # a Lightning checkpoint
         state = {k.removeprefix("model."): v for k, v in state.items()}
-    check_and_load(model, state, f"checkpoint {path}")
+    check_and_load(model, state, f"checkpoint {source}")
     return model.eval()

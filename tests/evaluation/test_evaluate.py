@@ -16,10 +16,11 @@ from omegaconf import OmegaConf
 import vanseg
 from vanseg.data.ade20k import ADE20KDataset
 from vanseg.data.sampler import ShardSampler
+from vanseg.errors import VansegError
+from vanseg.evaluation.checkpoint import resolve_inference
 from vanseg.evaluation.evaluate import (
     RESULT_FILES,
     EvalError,
-    build_protocol,
     evaluate_dataset,
     resolve_data_config,
     run_eval,
@@ -32,6 +33,7 @@ from vanseg.evaluation.inference import (
     set_eval_seed,
 )
 from vanseg.evaluation.metrics import confusion_matrix
+from vanseg.metadata import ModelMeta
 from vanseg.utils.config import compose_config, config_dir, model_config
 
 REPO = config_dir().parent
@@ -196,19 +198,32 @@ def test_resolve_data_config():
     assert data["name"] == "folder" and source.startswith("command line")
 
 
-def test_protocol_takes_scale_and_divisor_from_the_data():
+def test_protocol_takes_scale_divisor_and_normalisation_from_the_checkpoint_data():
+    model_cfg = model_config(compose_config(MODEL_OVERRIDES))
     data = {
+        "name": "x",
+        "num_classes": K,
+        "class_names": None,
+        "palette": None,
         "eval_scale": [512, 128],
-        "test_size_divisor": None,
+        "test_size_divisor": 16,
         "mean": [1, 2, 3],
         "std": [4, 5, 6],
     }
-    options = {"mode": "whole", "base_scale": "data", "size_divisor": "data"}
-    protocol = build_protocol(options, "ms_flip", data)
-    assert protocol.base_scale == (512, 128) and protocol.size_divisor is None  # HamNet style
-    assert protocol.scales == MS_RATIOS and protocol.flip and protocol.mean == (1.0, 2.0, 3.0)
-    with pytest.raises(EvalError, match="invalid inference options"):
-        build_protocol({**options, "stride": 0}, None, data)
+    meta = ModelMeta.from_model_and_data(model_cfg, data)
+    options = {"mode": "whole", "base_scale": "checkpoint", "size_divisor": "checkpoint"}
+    plain = resolve_inference(meta, options)
+    assert plain.base_scale == (512, 128) and plain.size_divisor == 16
+    assert plain.scales == (1.0,) and not plain.flip and plain.mean == (1.0, 2.0, 3.0)
+    assert plain.name.startswith("test.py default for light_ham")
+    aug = resolve_inference(meta, options, "ms_flip")
+    assert aug.scales == MS_RATIOS and aug.flip and aug.size_divisor == 16
+    assert aug.describe().startswith("test.py --aug-test (light_ham)")
+    custom = resolve_inference(meta, {**options, "size_divisor": None, "mean": [0, 0, 0]})
+    assert custom.size_divisor is None and custom.mean == (0.0, 0.0, 0.0)
+    assert custom.name.endswith("with size_divisor=None")
+    with pytest.raises(VansegError, match="invalid inference options"):
+        resolve_inference(meta, {**options, "stride": 0})
 
 
 def test_class_count_mismatch_names_both_counts(checkpoint, tiny_ade_root, tmp_path):
@@ -234,7 +249,7 @@ def test_checkpoint_without_config_says_how_to_convert(checkpoint, tmp_path):
     state = torch.load(checkpoint, weights_only=True)["state_dict"]
     torch.save({"meta": {}, "state_dict": state}, raw)  # like an mmseg file: weights only
     with pytest.raises(
-        EvalError, match=r"(?s)no vanseg model config.*vanseg\.tools\.convert"
+        VansegError, match=r"(?s)no vanseg model config.*vanseg\.tools\.convert"
     ) as err:
         evaluate([f"ckpt_path={raw}", f"output={tmp_path / 'out'}"])
     assert "backbone=<van_tiny" in str(err.value) and "head=<light_ham" in str(err.value)
@@ -244,7 +259,9 @@ def test_checkpoint_without_config_says_how_to_convert(checkpoint, tmp_path):
 def test_existing_results_are_not_overwritten(checkpoint, data_overrides, tmp_path):
     (tmp_path / "metrics.json").write_text("{}")
     overrides = base(checkpoint, tmp_path, data_overrides)
-    with pytest.raises(EvalError, match=r"already holds results \(metrics.json\).*overwrite=true"):
+    with pytest.raises(
+        VansegError, match=r"already holds results \(metrics.json\).*overwrite=true"
+    ):
         evaluate(overrides)
     assert (tmp_path / "metrics.json").read_text() == "{}"
     evaluate([*overrides, "overwrite=true"])

@@ -2,6 +2,7 @@
 
 from vanseg.evaluation.inference import (
     InferenceProtocol,
+    pass_input,
     predict_mask,
     predict_probs,
     predict_probs_tensor,
@@ -14,6 +15,7 @@ __all__ = [
     "InferenceProtocol",
     "SegmentationMetrics",
     "metrics_from_confusion",
+    "pass_input",
     "predict_mask",
     "predict_probs",
     "predict_probs_tensor",

@@ -1,33 +1,28 @@
 """Evaluate a checkpoint on a validation split with a stated protocol: what ``eval.py`` runs.
 
-The model is rebuilt from the config stored in the checkpoint (`vanseg.load_model`). The data
+The model and its `ModelMeta` come from `load_checkpoint` (the file is read once). The data
 config is, in this order: the command line's ``data=<choice>`` if given, else the ``data`` node
 stored in a training checkpoint (with any ``data.<key>=...`` overrides applied to it), else the
 default ``data`` of ``conf/eval.yaml`` (ADE20K). Images and labels are read at their original
-resolution; the inference functions (`vanseg.evaluation.inference`) resize the image and bring
-the probabilities back to the label size (PITFALLS.md C1).
+resolution; `predict_mask` builds every pass's input as the original does and brings the
+probabilities back to the label size (docs/pitfalls.md C1).
 
-Protocols (REFERENCE.md §8): whole image, keep-ratio into ``data.eval_scale`` and resized to a
-multiple of ``data.test_size_divisor`` (32 for the ``ade20k.py`` test pipeline, none for
-HamNet's); ``tta=ms_flip`` (ratios 0.5..1.75 x flip, probabilities averaged);
-``inference.mode=slide`` (512 crops, stride 341, logits averaged over overlaps).
+Protocol (docs/reference.md §8): by default the original's plain ``tools/test.py`` for the
+checkpoint's family (`resolve_inference`): Light-Ham, UperNet, FPN one scale, keep-ratio into
+``data.eval_scale`` and resized to a multiple of ``data.test_size_divisor``; HamNet ratios
+0.5..1.75 without flip and without ResizeToMultiple. ``tta=ms_flip`` is ``test.py --aug-test``;
+``inference.mode=slide`` uses 512 crops with stride 341 (logits averaged over overlaps).
 
 Distributed: launched by ``torchrun`` (``WORLD_SIZE`` > 1), every process evaluates a contiguous,
 unrepeated shard (`ShardSampler`) and the confusion matrices are summed (a torchmetrics
-reduction), so N processes give exactly the numbers of one. Printing and files: rank 0 only.
-
-Outputs in the output folder: ``metrics.json`` (summary, per-class, protocol, checkpoint, image
-count), ``per_class.csv``, ``confusion.npy`` (int64, rows = label, columns = prediction) and
-``confusion.png``.
+reduction), so N processes give exactly the numbers of one. Printing and files: rank 0 only
+(`vanseg.evaluation.report`).
 """
 
 from __future__ import annotations
 
 import copy
-import csv
-import json
 import logging
-import math
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -42,95 +37,41 @@ import torch.distributed as dist
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
 from rich.progress import track
-from rich.table import Table
 from torch import nn
 
-from vanseg.api import CKPT_KEY, load_model
 from vanseg.data.ade20k import DatasetNotFoundError
 from vanseg.data.sampler import ShardSampler
-from vanseg.evaluation.confusion_plot import save_confusion_png
-from vanseg.evaluation.inference import (
-    InferenceProtocol,
-    predict_mask,
-    resolve_protocol,
-    set_eval_seed,
+from vanseg.errors import VansegError
+from vanseg.evaluation.checkpoint import load_checkpoint, resolve_inference
+from vanseg.evaluation.inference import InferenceProtocol, predict_mask, set_eval_seed
+from vanseg.evaluation.metrics import SegmentationMetrics
+from vanseg.evaluation.report import (
+    RESULT_FILES,
+    EvalResult,
+    check_output,
+    print_results,
+    summary,
+    write_results,
 )
-from vanseg.evaluation.metrics import SegmentationMetrics, round_results
-from vanseg.models.pretrained import load_file
+from vanseg.metadata import ModelMeta
+from vanseg.utils.distributed import get_world_size, rank_and_world_size, resolve_device
 
 __all__ = [
     "RESULT_FILES",
     "EvalError",
     "EvalResult",
-    "build_protocol",
-    "check_output",
     "evaluate_dataset",
-    "load_checkpoint",
-    "per_class_rows",
-    "print_results",
     "resolve_data_config",
     "run_eval",
-    "summary",
     "worker_rank_overrides",
-    "write_results",
 ]
 
 log = logging.getLogger("vanseg")
 
-#: Files an evaluation writes; an output folder holding any of them is not overwritten silently.
-RESULT_FILES = ("metrics.json", "per_class.csv", "confusion.npy", "confusion.png")
-#: ``inference.base_scale`` / ``inference.size_divisor`` value meaning "take it from the data".
-FROM_DATA = "data"
 
-
-class EvalError(RuntimeError):
-    """A checkpoint, dataset or option that evaluation cannot use; the message says what to do."""
-
-
-@dataclass
-class EvalResult:
-    """What an evaluation produced (the same on every rank).
-
-    ``metrics`` holds the unrounded fractions of `metrics_from_confusion` (``mIoU``, ``mAcc``,
-    ``aAcc``, per-class ``IoU``/``Acc`` tensors and ``confmat``).
-    """
-
-    metrics: dict[str, Any]
-    protocol: InferenceProtocol
-    num_images: int
-    class_names: list[str]
-    output: Path | None
-
-
-# --------------------------------------------------------------------------- checkpoint
-def load_checkpoint(path: str | Path, unsafe_load: bool = False) -> tuple[nn.Module, dict]:
-    """The model (eval mode, CPU) and the ``vanseg`` metadata of a vanseg checkpoint.
-
-    Raises:
-        EvalError: The file is missing, or it stores no model config (an unconverted original
-            checkpoint or a plain state dict).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise EvalError(f"checkpoint not found: ckpt_path={path} (no such file)")
-    ckpt = load_file(path, unsafe_load, "unsafe_load")
-    meta = ckpt.get(CKPT_KEY) if isinstance(ckpt, Mapping) else None
-    if not isinstance(meta, Mapping) or not meta.get("model"):
-        state = ckpt.get("state_dict") if isinstance(ckpt, Mapping) else None
-        weight = state.get("decode_head.conv_seg.weight") if isinstance(state, Mapping) else None
-        classes = f" data.num_classes={weight.shape[0]}" if torch.is_tensor(weight) else ""
-        raise EvalError(
-            f"{path} stores no vanseg model config (no '{CKPT_KEY}' entry), so the model cannot "
-            "be rebuilt from it. If it is an original VAN-Segmentation (mmseg) checkpoint, "
-            "convert it once, naming the backbone and head it was trained with:\n"
-            f"  python -m vanseg.tools.convert {path} converted.ckpt backbone=<van_tiny|van_small"
-            f"|van_base|van_large> head=<light_ham|light_ham_d256|hamnet|upernet|fpn>{classes}\n"
-            "then run eval.py ckpt_path=converted.ckpt. Checkpoints written by train.py or "
-            "vanseg.save_model carry the config already."
-        )
-    return load_model(path, unsafe_load=unsafe_load), dict(meta)
+class EvalError(VansegError, RuntimeError):
+    """A dataset or option that evaluation cannot use; the message says what to do."""
 
 
 # --------------------------------------------------------------------------- data
@@ -192,48 +133,10 @@ def _dataset(dm: Any, source: str, rank: int) -> Any:
         raise EvalError(f"{err}\n{hint}") from err
 
 
-# --------------------------------------------------------------------------- protocol
-def build_protocol(
-    options: Mapping[str, Any], tta: str | None, data_cfg: Mapping[str, Any]
-) -> InferenceProtocol:
-    """`resolve_protocol` with ``"data"`` placeholders filled from the data config.
-
-    ``base_scale: data`` takes ``data.eval_scale``, ``size_divisor: data`` takes
-    ``data.test_size_divisor``, and the normalisation always comes from ``data.mean``/``std``.
-    """
-    options = dict(options)
-    if options.get("base_scale") == FROM_DATA:
-        options["base_scale"] = data_cfg.get("eval_scale", (2048, 512))
-    if options.get("size_divisor") == FROM_DATA:
-        options["size_divisor"] = data_cfg.get("test_size_divisor")
-    for key in ("mean", "std"):
-        if data_cfg.get(key) is not None:
-            options.setdefault(key, data_cfg[key])
-    try:
-        return resolve_protocol(options, tta)
-    except (TypeError, ValueError) as err:
-        raise EvalError(f"invalid inference options {options} / tta={tta!r}: {err}") from err
-
-
 # --------------------------------------------------------------------------- distributed
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def _barrier() -> None:
-    if _world()[1] > 1:
+    if get_world_size() > 1:
         dist.barrier()
-
-
-def _device(name: str) -> torch.device:
-    """``auto``: CUDA if available, else CPU; a bare ``cuda`` means this process's GPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":  # under torchrun, one GPU per process
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return torch.device(name)
 
 
 @contextmanager
@@ -296,16 +199,6 @@ def evaluate_dataset(
     return metric, count
 
 
-def check_output(output: Path, overwrite: bool) -> None:
-    """Refuse an output folder that already holds results, unless ``overwrite``."""
-    existing = [name for name in RESULT_FILES if (output / name).exists()]
-    if existing and not overwrite:
-        raise EvalError(
-            f"output folder {output} already holds results ({', '.join(existing)}); pass "
-            "overwrite=true to replace them, or choose another output=<folder>"
-        )
-
-
 def _output_dir(cfg: DictConfig) -> Path:
     if cfg.get("output"):
         return Path(str(cfg.output))
@@ -327,7 +220,8 @@ class _Setup:
     """Everything an evaluation needs, prepared identically on every rank."""
 
     model: nn.Module
-    meta: dict[str, Any]
+    meta: ModelMeta
+    entry: Mapping[str, Any]
     datamodule: Any
     dataset: Any
     data_cfg: dict[str, Any]
@@ -336,23 +230,24 @@ class _Setup:
 
 
 def _setup(cfg: DictConfig, overrides: Sequence[str], device: torch.device, rank: int) -> _Setup:
-    model, meta = load_checkpoint(str(cfg.ckpt_path), bool(cfg.unsafe_load))
-    stored = (meta.get("config") or {}).get("data")
+    loaded = load_checkpoint(str(cfg.ckpt_path), bool(cfg.unsafe_load))
+    stored = (loaded.entry.get("config") or {}).get("data")
     data_cfg, source = resolve_data_config(cfg, stored, overrides)
     dm = instantiate(data_cfg)  # reads no files yet
-    if model.num_classes != dm.num_classes:
+    if loaded.meta.num_classes != dm.num_classes:
         raise EvalError(
-            f"the checkpoint predicts {model.num_classes} classes but dataset "
+            f"the checkpoint predicts {loaded.meta.num_classes} classes but dataset "
             f"'{dm.name}' has {dm.num_classes} (data.num_classes; data config from "
             f"{source}); evaluate it on the data it was trained for (data=...)"
         )
+    meta = loaded.meta.with_data(data_cfg)  # classes, normalisation, protocol of this data
     dataset = _dataset(dm, source, rank)
     options = OmegaConf.to_container(cfg.inference, resolve=True)
-    protocol = build_protocol(options, cfg.get("tta"), data_cfg)
-    model = model.to(device)
+    protocol = resolve_inference(meta, options, cfg.get("tta"))
+    model = loaded.model.to(device)
     if cfg.eval_seed is not None:
         set_eval_seed(model, int(cfg.eval_seed))
-    return _Setup(model, meta, dm, dataset, data_cfg, source, protocol)
+    return _Setup(model, meta, loaded.entry, dm, dataset, data_cfg, source, protocol)
 
 
 def run_eval(cfg: DictConfig, overrides: Sequence[str] | None = None) -> EvalResult:
@@ -364,8 +259,9 @@ def run_eval(cfg: DictConfig, overrides: Sequence[str] | None = None) -> EvalRes
             they decide whether ``data`` comes from the checkpoint (see the module docstring).
 
     Raises:
-        EvalError: Missing or config-less checkpoint, class-count mismatch, missing dataset,
-            existing results without ``overwrite``, invalid inference options.
+        VansegError: Missing or config-less checkpoint, class-count mismatch, missing dataset,
+            existing results without ``overwrite``, invalid inference options (`EvalError`,
+            `CheckpointInputError`, `OutputExistsError`).
     """
     overrides = _task_overrides() if overrides is None else list(overrides)
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
@@ -375,9 +271,9 @@ def run_eval(cfg: DictConfig, overrides: Sequence[str] | None = None) -> EvalRes
         raise EvalError(f"checkpoint not found: ckpt_path={ckpt_path} (no such file)")
     output = _output_dir(cfg)
     check_output(output, bool(cfg.overwrite))  # on every rank, before any collective
-    device = _device(str(cfg.device))
+    device = resolve_device(str(cfg.device))
     with distributed(device):
-        rank, world_size = _world()
+        rank, world_size = rank_and_world_size()
         job = _setup(cfg, overrides, device, rank)
         dm, dataset = job.datamodule, job.dataset
         if rank == 0:
@@ -397,7 +293,7 @@ def run_eval(cfg: DictConfig, overrides: Sequence[str] | None = None) -> EvalRes
         seconds = time.perf_counter() - start
     if num_images != len(dataset):  # would mean a sharding bug: never report such numbers
         raise RuntimeError(f"evaluated {num_images} images, but the split has {len(dataset)}")
-    result = EvalResult(metrics, job.protocol, num_images, list(dm.class_names), output)
+    result = EvalResult(metrics, job.protocol, num_images, list(job.meta.class_names), output)
     if rank == 0:
         keys = ("name", "num_classes", "ignore_index", "reduce_zero_label")
         data_info = {key: job.data_cfg.get(key) for key in keys}
@@ -409,7 +305,8 @@ def run_eval(cfg: DictConfig, overrides: Sequence[str] | None = None) -> EvalRes
             "seconds": round(seconds, 2),
             "data_source": job.data_source,
             "data": {**data_info, "root": str(dm.root), "split": dm.val_split},
-            "model": job.meta.get("model"),
+            "model": job.entry.get("model"),
+            "family": job.meta.family,
             "overrides": overrides,
         }
         print_results(result, info)
@@ -420,93 +317,8 @@ def run_eval(cfg: DictConfig, overrides: Sequence[str] | None = None) -> EvalRes
 
 
 def _sum_over_ranks(value: int, device: torch.device) -> int:
-    if _world()[1] == 1:
+    if get_world_size() == 1:
         return value
     total = torch.tensor([value], dtype=torch.int64, device=device)
     dist.all_reduce(total)
     return int(total.item())
-
-
-# --------------------------------------------------------------------------- output
-def _nan_to_none(value: float) -> float | None:
-    return None if math.isnan(value) else value
-
-
-def per_class_rows(result: EvalResult) -> list[dict[str, Any]]:
-    """One row per class: index, name, IoU and Acc in percent (rounded as mmseg), pixel counts."""
-    rounded = round_results(result.metrics)
-    confmat = result.metrics["confmat"].cpu()
-    label_px, pred_px = confmat.sum(dim=1).tolist(), confmat.sum(dim=0).tolist()
-    return [
-        {
-            "index": i,
-            "class": name,
-            "IoU": _nan_to_none(rounded["IoU"][i]),
-            "Acc": _nan_to_none(rounded["Acc"][i]),
-            "label_pixels": label_px[i],
-            "pred_pixels": pred_px[i],
-        }
-        for i, name in enumerate(result.class_names)
-    ]
-
-
-def summary(result: EvalResult) -> dict[str, float | None]:
-    """``mIoU``, ``mAcc``, ``aAcc`` in percent, rounded to 2 decimals as mmseg prints them."""
-    rounded = round_results(result.metrics)
-    return {key: _nan_to_none(rounded[key]) for key in ("mIoU", "mAcc", "aAcc")}
-
-
-def print_results(result: EvalResult, info: Mapping[str, Any]) -> None:
-    """The per-class table, the summary and the protocol, with rich."""
-    console = Console(soft_wrap=True)  # long lines (protocol, paths) stay whole in logs
-    table = Table(title=f"Per-class results ({result.num_images} images)")
-    table.add_column("#", justify="right")
-    table.add_column("class")
-    table.add_column("IoU", justify="right")
-    table.add_column("Acc", justify="right")
-    for row in per_class_rows(result):
-        iou, acc = (f"{v:.2f}" if v is not None else "nan" for v in (row["IoU"], row["Acc"]))
-        table.add_row(str(row["index"]), row["class"], iou, acc)
-    console.print(table)
-    numbers = summary(result)
-    shown = "  ".join(f"{k} {'nan' if v is None else f'{v:.2f}'}" for k, v in numbers.items())
-    console.print(f"[bold]{shown}[/]  (percent)")
-    console.print(f"protocol: {result.protocol.describe()}")
-    console.print(
-        f"checkpoint: {info['checkpoint']}  |  data: {info['data']['name']} "
-        f"{info['data']['split']} ({info['data_source']})  |  eval_seed: {info['eval_seed']}"
-    )
-    if result.output is not None:
-        console.print(f"results: {result.output}")
-
-
-def write_results(result: EvalResult, info: Mapping[str, Any]) -> Path:
-    """Write ``metrics.json``, ``per_class.csv``, ``confusion.npy`` and ``confusion.png``."""
-    if result.output is None:
-        raise EvalError("no output folder to write the results to")
-    out = result.output
-    out.mkdir(parents=True, exist_ok=True)
-    rows = per_class_rows(result)
-    confmat = result.metrics["confmat"].cpu().numpy().astype(np.int64)
-    document = {
-        "units": "summary and per_class IoU/Acc: percent, rounded to 2 decimals as mmseg "
-        "prints them; summary_fractions: unrounded fractions",
-        "summary": summary(result),
-        "summary_fractions": {
-            key: _nan_to_none(float(result.metrics[key])) for key in ("mIoU", "mAcc", "aAcc")
-        },
-        "num_images": result.num_images,
-        "protocol_text": result.protocol.describe(),
-        "protocol": result.protocol.to_dict(),
-        **info,
-        "per_class": rows,
-    }
-    (out / "metrics.json").write_text(json.dumps(document, indent=2) + "\n")
-    with open(out / "per_class.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "nan" if v is None else v for k, v in row.items()})
-    np.save(out / "confusion.npy", confmat)
-    save_confusion_png(confmat, out / "confusion.png", result.class_names)
-    return out

@@ -1,19 +1,27 @@
 """Test-time inference as the original runs it: whole image or sliding window, optional TTA.
 
 One set of pure functions serves validation during training, ``eval.py``, ``predict.py`` and
-the tools (REFERENCE.md §8, PITFALLS.md C). Every function returns class *probabilities*
+the tools (docs/reference.md §8, docs/pitfalls.md C). Every function returns class *probabilities*
 ``(B, K, H, W)`` at the requested output size (the original image / label size), like mmseg's
 ``EncoderDecoder.inference``, which always applies a softmax; argmax gives the prediction.
 
-Per pass (one scale ratio ``r``, flipped or not):
+Per pass (one scale ratio ``r``, flipped or not), :func:`pass_input` builds the network input
+in the original's order of operations (mmseg 0.21 test pipeline, docs/reference.md §8):
 
-1. From the *original* RGB uint8 image: keep-ratio resize (cv2 bilinear, mmcv's rounding) to
-   fit ``(int(2048 r), int(512 r))``; optionally resize (not pad) to a multiple of 32
-   (``ResizeToMultiple``); horizontal flip; ImageNet normalisation.
-2. Logits at the network input size: one forward (``whole``) or overlapping crops whose logits
-   are averaged (``slide``, mmseg ``slide_inference``).
-3. Logits resized bilinearly (``align_corners=False``) to the output size, softmax over
-   classes, un-flip.
+1. ``Resize(keep_ratio=True)``: the *original* RGB uint8 image is resized (cv2 bilinear,
+   mmcv's ``int(x * f + 0.5)`` rounding) to fit ``(int(2048 r), int(512 r))``; the result is a
+   uint8 image again.
+2. ``ResizeToMultiple(d)`` (if ``size_divisor``): *that uint8 image* is resized once more to
+   ``ceil(h / d) * d x ceil(w / d) * d``. Two interpolations with uint8 rounding in between,
+   never one resize from the original (docs/pitfalls.md C2).
+3. ``RandomFlip``: horizontal flip of the uint8 image.
+4. ``Normalize``: mmcv's ``imnormalize``: ``x - mean`` in float32, then times ``1 / std``
+   computed and multiplied in float64 and rounded to float32 (what ``cv2.subtract`` and
+   ``cv2.multiply`` with float64 scalars do), so the inputs match the original bit for bit.
+
+Then logits at the network input size: one forward (``whole``) or overlapping crops whose
+logits are averaged (``slide``, mmseg ``slide_inference``); logits resized bilinearly
+(``align_corners=False``) to the output size, softmax over classes, un-flip.
 
 Probabilities are averaged over all passes. The model must be in eval mode; for the Ham heads
 set their ``eval_seed`` (:func:`set_eval_seed`) if results must be reproducible.
@@ -21,9 +29,7 @@ set their ``eval_seed`` (:func:`set_eval_seed`) if results must be reproducible.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -37,9 +43,16 @@ from vanseg.data.transforms import (
     rescale_size,
     resize_to_multiple_size,
 )
+from vanseg.evaluation.protocol import (
+    AUG_TEST_NAME,
+    MS_RATIOS,
+    InferenceProtocol,
+    resolve_protocol,
+)
 from vanseg.models.layers.matrix_decomposition import NMF2D
 
 __all__ = [
+    "AUG_TEST_NAME",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "MS_RATIOS",
@@ -47,6 +60,7 @@ __all__ = [
     "keep_ratio_size",
     "multiple_size",
     "normalize",
+    "pass_input",
     "predict_mask",
     "predict_probs",
     "predict_probs_tensor",
@@ -55,106 +69,6 @@ __all__ = [
     "set_eval_seed",
     "slide_logits",
 ]
-
-#: Scale ratios of the original's multi-scale test (``test.py --aug-test``).
-MS_RATIOS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
-
-Mode = Literal["whole", "slide"]
-
-
-@dataclass(frozen=True)
-class InferenceProtocol:
-    """How to turn an image into class probabilities; printed and stored with every result.
-
-    Args:
-        mode: ``"whole"`` (one forward per pass) or ``"slide"`` (crop windows, logits averaged).
-        scales: Ratios ``r`` of ``base_scale``; one pass per ratio (and per flip).
-        flip: Add a horizontally flipped pass for every ratio.
-        base_scale: ``(long, short)`` bounds of the keep-ratio resize at ``r = 1``; ``None``
-            keeps the image size (times ``r``).
-        size_divisor: Resize (not pad) each input to ``ceil(h / d) * d x ceil(w / d) * d``
-            (the original's ``ResizeToMultiple(32)`` in the ``ade20k.py`` test pipeline).
-        crop: Side of the square windows in ``slide`` mode.
-        stride: Step between windows in ``slide`` mode (at most ``crop``).
-    """
-
-    mode: Mode = "whole"
-    scales: tuple[float, ...] = (1.0,)
-    flip: bool = False
-    base_scale: tuple[int, int] | None = (2048, 512)
-    size_divisor: int | None = None
-    crop: int = 512
-    stride: int = 341
-    mean: tuple[float, float, float] = field(default=IMAGENET_MEAN, repr=False)
-    std: tuple[float, float, float] = field(default=IMAGENET_STD, repr=False)
-
-    def __post_init__(self) -> None:
-        # Accept lists from configs; the dataclass stays hashable and immutable.
-        object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
-        if self.base_scale is not None:
-            object.__setattr__(self, "base_scale", tuple(int(s) for s in self.base_scale))
-        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
-        object.__setattr__(self, "std", tuple(float(s) for s in self.std))
-        if self.mode not in ("whole", "slide"):
-            raise ValueError(f"inference mode must be 'whole' or 'slide', got {self.mode!r}")
-        if not self.scales or any(s <= 0 for s in self.scales):
-            raise ValueError(f"scales must be positive ratios, got {self.scales}")
-        if self.base_scale is not None and (len(self.base_scale) != 2 or min(self.base_scale) <= 0):
-            raise ValueError(f"base_scale must be (long, short) > 0, got {self.base_scale}")
-        if self.size_divisor is not None and self.size_divisor <= 0:
-            raise ValueError(f"size_divisor must be positive or None, got {self.size_divisor}")
-        if self.crop <= 0 or not 0 < self.stride <= self.crop:
-            # A stride above the crop would leave pixels that no window covers.
-            raise ValueError(f"need 0 < stride <= crop, got crop={self.crop} stride={self.stride}")
-
-    @classmethod
-    def ms_flip(cls, **kwargs: Any) -> InferenceProtocol:
-        """The published protocol: ratios 0.5..1.75 x horizontal flip (12 passes)."""
-        return cls(**{"scales": MS_RATIOS, "flip": True, **kwargs})
-
-    @property
-    def passes(self) -> int:
-        """Forward passes (or window sets) per image."""
-        return len(self.scales) * (2 if self.flip else 1)
-
-    def describe(self) -> str:
-        """One line for logs and result files, e.g. ``whole | keep-ratio (2048, 512) | ...``."""
-        parts = [
-            self.mode if self.mode == "whole" else f"slide crop {self.crop} stride {self.stride}",
-            f"keep-ratio {self.base_scale}" if self.base_scale else "original size",
-        ]
-        if self.size_divisor:
-            parts.append(f"resize to multiple of {self.size_divisor}")
-        if self.scales != (1.0,):
-            parts.append("ratios " + ", ".join(f"{s:g}" for s in self.scales))
-        if self.flip:
-            parts.append("+ flip")
-        if self.passes > 1:
-            parts.append(f"softmax averaged over {self.passes} passes")
-        return " | ".join(parts)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain, JSON-ready fields (stored next to the numbers they produced)."""
-        out = asdict(self)
-        for key in ("scales", "base_scale", "mean", "std"):
-            out[key] = list(out[key]) if out[key] is not None else None
-        return out
-
-
-def resolve_protocol(options: Mapping[str, Any], tta: str | None = None) -> InferenceProtocol:
-    """Build a protocol from config fields; ``tta="ms_flip"`` sets the published ratios + flip.
-
-    Args:
-        options: :class:`InferenceProtocol` fields (``mode``, ``crop``, ...), e.g. the
-            ``inference`` node of a config as a plain dict.
-        tta: ``None``/``"none"`` (use ``options`` as given) or ``"ms_flip"``.
-    """
-    protocol = InferenceProtocol(**dict(options))
-    if tta in (None, "none"):
-        return protocol
-    if tta == "ms_flip":
-        return replace(protocol, scales=MS_RATIOS, flip=True)
-    raise ValueError(f"unknown tta {tta!r}: use null (none) or 'ms_flip'")
 
 
 def set_eval_seed(model: nn.Module, seed: int | None) -> int:
@@ -184,18 +98,24 @@ def multiple_size(height: int, width: int, divisor: int) -> tuple[int, int]:
     return height, width
 
 
-def _input_size(
+def _rescaled_size(
     height: int, width: int, protocol: InferenceProtocol, ratio: float
 ) -> tuple[int, int]:
+    """Size after ``Resize(keep_ratio=True)`` at ``ratio`` (before any ResizeToMultiple)."""
     if protocol.base_scale is not None:
         # MultiScaleFlipAug scales the (w, h) = (2048, 512) bounds and truncates with int().
         bounds = (int(protocol.base_scale[0] * ratio), int(protocol.base_scale[1] * ratio))
-        height, width = keep_ratio_size(height, width, bounds)
-    elif ratio != 1.0:
-        height, width = keep_ratio_size(height, width, (ratio * max(height, width),) * 2)
-    if protocol.size_divisor:
-        height, width = multiple_size(height, width, protocol.size_divisor)
+        return keep_ratio_size(height, width, bounds)
+    if ratio != 1.0:
+        return keep_ratio_size(height, width, (ratio * max(height, width),) * 2)
     return height, width
+
+
+def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """mmcv ``imresize``: cv2 bilinear on the uint8 image (a same-size resize is a copy)."""
+    if size == image.shape[:2]:
+        return image
+    return cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
 
 
 def normalize(
@@ -203,11 +123,17 @@ def normalize(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
 ) -> torch.Tensor:
-    """RGB uint8 ``(H, W, 3)`` -> normalised float32 ``(1, 3, H, W)``."""
+    """RGB uint8 ``(H, W, 3)`` -> normalised float32 ``(1, 3, H, W)``, as mmcv computes it.
+
+    mmcv's ``imnormalize`` subtracts the mean in float32 and multiplies by ``1 / std``; the
+    product is formed in float64 and rounded to float32. ``(x - mean) / std`` in float32
+    differs in the last bit for about a third of the values.
+    """
     x = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-    return ((x - mean_t) / std_t).unsqueeze(0)
+    mean_t = torch.tensor(mean, dtype=torch.float64).to(torch.float32).view(3, 1, 1)
+    inv_std = 1.0 / torch.tensor(std, dtype=torch.float64).view(3, 1, 1)
+    centred = (x - mean_t).to(torch.float64)
+    return (centred * inv_std).to(torch.float32).unsqueeze(0)
 
 
 def _as_uint8_rgb(image: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -221,18 +147,32 @@ def _as_uint8_rgb(image: np.ndarray | torch.Tensor) -> np.ndarray:
     return image
 
 
+def pass_input(
+    image: np.ndarray | torch.Tensor,
+    protocol: InferenceProtocol,
+    ratio: float = 1.0,
+    flip: bool = False,
+) -> torch.Tensor:
+    """The network input ``(1, 3, h, w)`` of one pass, bit for bit as the original builds it.
+
+    Keep-ratio resize of the original uint8 image, ResizeToMultiple of *that* uint8 result,
+    flip, mmcv normalisation (see the module docstring). Every caller (whole, slide, TTA,
+    ``eval.py``, ``predict.py``) builds its inputs here.
+    """
+    rgb = _as_uint8_rgb(image)
+    rgb = _resize(rgb, _rescaled_size(rgb.shape[0], rgb.shape[1], protocol, ratio))
+    if protocol.size_divisor:
+        rgb = _resize(rgb, multiple_size(rgb.shape[0], rgb.shape[1], protocol.size_divisor))
+    if flip:
+        rgb = rgb[:, ::-1]
+    return normalize(rgb, protocol.mean, protocol.std)
+
+
 def prepare_image(
     image: np.ndarray | torch.Tensor, protocol: InferenceProtocol, ratio: float = 1.0
 ) -> torch.Tensor:
-    """The network input of one pass (before flipping): resized and normalised (1, 3, h, w).
-
-    Resizing works on the uint8 image with cv2 bilinear interpolation, as mmcv does.
-    """
-    image = _as_uint8_rgb(image)
-    height, width = _input_size(image.shape[0], image.shape[1], protocol, ratio)
-    if (height, width) != image.shape[:2]:
-        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
-    return normalize(image, protocol.mean, protocol.std)
+    """The unflipped network input of one pass: :func:`pass_input` with ``flip=False``."""
+    return pass_input(image, protocol, ratio)
 
 
 def slide_logits(model: nn.Module, images: torch.Tensor, crop: int, stride: int) -> torch.Tensor:
@@ -266,6 +206,20 @@ def _logits(model: nn.Module, images: torch.Tensor, protocol: InferenceProtocol)
     return model(images)
 
 
+def _probs(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    flipped: bool,
+    out_size: tuple[int, int],
+    protocol: InferenceProtocol,
+) -> torch.Tensor:
+    """Probabilities at ``out_size`` of prepared (possibly flipped) inputs, un-flipped."""
+    logits = _logits(model, inputs, protocol)
+    logits = F.interpolate(logits, size=out_size, mode="bilinear", align_corners=False)
+    probs = logits.float().softmax(dim=1)
+    return probs.flip(-1) if flipped else probs
+
+
 def _pass_probs(
     model: nn.Module,
     images: torch.Tensor,
@@ -273,12 +227,7 @@ def _pass_probs(
     out_size: tuple[int, int],
     protocol: InferenceProtocol,
 ) -> torch.Tensor:
-    if flip:
-        images = images.flip(-1)
-    logits = _logits(model, images, protocol)
-    logits = F.interpolate(logits, size=out_size, mode="bilinear", align_corners=False)
-    probs = logits.float().softmax(dim=1)
-    return probs.flip(-1) if flip else probs
+    return _probs(model, images.flip(-1) if flip else images, flip, out_size, protocol)
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -308,9 +257,9 @@ def predict_probs(
     device = _device(model)
     total: torch.Tensor | None = None
     for ratio in protocol.scales:
-        inputs = prepare_image(rgb, protocol, ratio).to(device)
         for flip in (False, True) if protocol.flip else (False,):
-            probs = _pass_probs(model, inputs, flip, size, protocol)
+            inputs = pass_input(rgb, protocol, ratio, flip).to(device)
+            probs = _probs(model, inputs, flip, size, protocol)
             total = probs if total is None else total + probs
     assert total is not None
     return total / protocol.passes

@@ -8,7 +8,11 @@ functions. For every input image ``<name>.<ext>`` the output folder gets
 * ``overlays/<name>.jpg``: ``(1 - opacity) * image + opacity * colour``, as mmseg's
   ``show_result`` blends;
 
-plus ``report.json`` (checkpoint, protocol, written, skipped and ignored files). Nothing is
+plus ``report.json`` (checkpoint, protocol, class names, written, skipped and ignored files).
+The checkpoint is loaded, and its protocol, normalisation, class names and palette are taken,
+exactly as ``eval.py`` does (`load_checkpoint`, `resolve_inference`, `ModelMeta`), so both tools
+give the same mask for the same image; explicit options still win. Files are written
+atomically. Nothing is
 skipped silently: an unreadable image stops the run with its name, or, with
 ``skip_unreadable``, is listed in the report; files without an image extension in an input
 folder are listed as ignored.
@@ -19,19 +23,22 @@ from __future__ import annotations
 import glob
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 from rich.console import Console
 from rich.progress import track
 from torch import nn
 
+from vanseg.errors import VansegError
+from vanseg.evaluation.checkpoint import FROM_CHECKPOINT, load_checkpoint, resolve_inference
 from vanseg.evaluation.inference import InferenceProtocol, predict_mask, set_eval_seed
+from vanseg.evaluation.report import write_atomic
+from vanseg.utils.distributed import resolve_device
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -53,7 +60,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _SHOWN = 5
 
 
-class PredictError(RuntimeError):
+class PredictError(VansegError, RuntimeError):
     """Bad input, output or image for prediction; the message says what to change."""
 
 
@@ -115,11 +122,9 @@ def find_images(spec: str | Path) -> tuple[list[Path], list[Path]]:
 
 
 def palette_array(num_classes: int, palette: str | Sequence[Sequence[int]] | None) -> np.ndarray:
-    """``(K, 3)`` uint8 colours: ``None`` = ADE20K's for 150 classes, else a generated one."""
+    """``(K, 3)`` uint8 colours: ``"ade20k"``, a list of ``[r, g, b]``, or ``None`` (generated)."""
     from vanseg.data.classes import resolve_palette
 
-    if palette is None:
-        palette = "ade20k" if num_classes == 150 else None
     return np.asarray(resolve_palette(palette, num_classes), dtype=np.uint8)
 
 
@@ -139,11 +144,12 @@ def blend(image: np.ndarray, mask: np.ndarray, palette: np.ndarray, opacity: flo
 def save_label(mask: np.ndarray, palette: np.ndarray, path: Path) -> None:
     """Write class indices as a palette-mode PNG (16-bit grayscale beyond 256 classes)."""
     if len(palette) > 256:
-        Image.fromarray(mask.astype(np.uint16)).save(path)
+        wide = Image.fromarray(mask.astype(np.uint16))
+        write_atomic(path, lambda tmp: wide.save(tmp, format="PNG"))
         return
     label = Image.fromarray(mask.astype(np.uint8))
     label.putpalette(palette.reshape(-1).tolist())  # turns the "L" image into "P" mode
-    label.save(path)
+    write_atomic(path, lambda tmp: label.save(tmp, format="PNG"))
 
 
 def _targets(images: Sequence[Path], output: Path) -> dict[Path, tuple[Path, Path]]:
@@ -232,24 +238,21 @@ def predict_images(
         mask = predict_mask(model, image, protocol).cpu().numpy()
         label_path, overlay_path = targets[path]
         save_label(mask, palette, label_path)
-        Image.fromarray(blend(image, mask, palette, opacity)).save(overlay_path, quality=95)
+        overlay = Image.fromarray(blend(image, mask, palette, opacity))
+        write_atomic(overlay_path, lambda tmp, o=overlay: o.save(tmp, format="JPEG", quality=95))
         report.written.append(path)
     return report
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def run_predict(
     ckpt_path: str | Path,
     input: str | Path,
     output: str | Path,
-    protocol: InferenceProtocol,
+    inference: Mapping[str, Any] | None = None,
+    tta: str | None = None,
+    protocol: InferenceProtocol | None = None,
     opacity: float = 0.5,
-    palette: str | Sequence[Sequence[int]] | None = None,
+    palette: str | Sequence[Sequence[int]] | None = FROM_CHECKPOINT,
     eval_seed: int | None = None,
     device: str = "auto",
     skip_unreadable: bool = False,
@@ -263,25 +266,34 @@ def run_predict(
         ckpt_path: A vanseg checkpoint (trained, or converted from the original).
         input: An image, a folder or a glob (see :func:`find_images`).
         output: Output folder.
-        protocol: Inference protocol.
+        inference: ``inference`` options as in ``conf/predict.yaml``; ``"checkpoint"`` values
+            (and missing keys) take the checkpoint's default test protocol, as ``eval.py``.
+        tta: ``None`` or ``"ms_flip"`` (``test.py --aug-test``).
+        protocol: A ready protocol instead of ``inference``/``tta`` (the normalisation is
+            then the protocol's own).
         opacity: Overlay colour weight.
-        palette: ``None`` (ADE20K colours for 150 classes, else generated), ``"ade20k"`` or
-            a list of ``[r, g, b]``.
+        palette: ``"checkpoint"`` (the checkpoint's palette), ``"ade20k"``, ``None``
+            (generated) or a list of ``[r, g, b]``.
         eval_seed: Seed of the Ham heads' NMF bases (reproducible output); ``None`` keeps the
             original's fresh random bases at every forward.
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda:0"``, ...
         skip_unreadable, overwrite, progress: See :func:`predict_images`.
         unsafe_load: Allow checkpoints that need full unpickling (trusted files only).
     """
-    from vanseg.api import load_model
-
     images, ignored = find_images(input)
     if not Path(ckpt_path).is_file():
-        raise PredictError(f"checkpoint not found: {ckpt_path}")
-    model = load_model(ckpt_path, unsafe_load=unsafe_load).to(_device(device)).eval()
+        raise PredictError(f"checkpoint not found: ckpt_path={ckpt_path} (no such file)")
+    loaded = load_checkpoint(ckpt_path, unsafe_load)
+    meta = loaded.meta
+    if protocol is None:
+        protocol = resolve_inference(meta, inference or {}, tta)
+    model = loaded.model.to(resolve_device(device)).eval()
     if eval_seed is not None:
         set_eval_seed(model, eval_seed)
-    colours = palette_array(model.num_classes, palette)
+    if isinstance(palette, str) and palette == FROM_CHECKPOINT:
+        colours = np.asarray(meta.palette, dtype=np.uint8)
+    else:
+        colours = palette_array(meta.num_classes, palette)
     log.info("predicting %d images with %s", len(images), protocol.describe())
     report = predict_images(
         model, images, output, protocol, colours, opacity, skip_unreadable, overwrite, progress
@@ -289,13 +301,16 @@ def run_predict(
     report.ignored = ignored
     summary = {
         "checkpoint": str(ckpt_path),
-        "num_classes": model.num_classes,
+        "num_classes": meta.num_classes,
+        "family": meta.family,
+        "class_names": list(meta.class_names),
         "protocol": protocol.to_dict(),
         "protocol_text": protocol.describe(),
         "eval_seed": eval_seed,
         **report.to_dict(),
     }
-    (Path(output) / "report.json").write_text(json.dumps(summary, indent=2))
+    text = json.dumps(summary, indent=2) + "\n"
+    write_atomic(Path(output) / "report.json", lambda tmp: tmp.write_text(text))
     _print_report(report, Path(output))
     return report
 
