@@ -17,6 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from vanseg.api import build_model_from_config
+from vanseg.errors import ConfigError
 from vanseg.models.pretrained import CheckpointError, load_file
 from vanseg.training.module import NonFiniteLossError, SegmentationModule
 from vanseg.utils.config import model_config
@@ -25,10 +26,6 @@ from vanseg.utils.hydra_callbacks import RESULT_FILE
 __all__ = ["train", "resolve_ckpt_path", "ConfigError"]
 
 log = logging.getLogger("vanseg")
-
-
-class ConfigError(ValueError):
-    """An option combination that cannot work; the message says what to change."""
 
 
 def _is_rank_zero() -> bool:

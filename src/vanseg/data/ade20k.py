@@ -22,6 +22,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from vanseg.errors import VansegError
+
 __all__ = [
     "ADE20KDataset",
     "DatasetError",
@@ -41,11 +43,11 @@ INDEX_MODES = frozenset({"L", "P", "I", "I;16", "1"})
 _SHOWN = 5
 
 
-class DatasetError(ValueError):
+class DatasetError(VansegError, ValueError):
     """A dataset file is missing its partner, unreadable, or holds invalid labels."""
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(VansegError, FileNotFoundError):
     """The dataset root is missing or not in the ADE20K layout."""
 
 

@@ -34,6 +34,7 @@ from rich.progress import (
 )
 
 from vanseg.data.ade20k import DatasetNotFoundError, scan_split
+from vanseg.errors import VansegError
 
 __all__ = ["ADE20K_SHA1", "ADE20K_URL", "DownloadError", "download", "unpack", "verify_layout"]
 
@@ -45,7 +46,7 @@ ADE20K_COUNTS = {"training": 20210, "validation": 2000}
 _CHUNK = 1 << 20
 
 
-class DownloadError(RuntimeError):
+class DownloadError(VansegError, RuntimeError):
     """The download, the archive or the unpacked layout is not what was expected."""
 
 

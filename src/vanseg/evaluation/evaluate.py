@@ -50,6 +50,7 @@ from torch import nn
 from vanseg.api import CKPT_KEY, load_model
 from vanseg.data.ade20k import DatasetNotFoundError
 from vanseg.data.sampler import ShardSampler
+from vanseg.errors import VansegError
 from vanseg.evaluation.confusion_plot import save_confusion_png
 from vanseg.evaluation.inference import (
     InferenceProtocol,
@@ -85,7 +86,7 @@ RESULT_FILES = ("metrics.json", "per_class.csv", "confusion.npy", "confusion.png
 FROM_DATA = "data"
 
 
-class EvalError(RuntimeError):
+class EvalError(VansegError, RuntimeError):
     """A checkpoint, dataset or option that evaluation cannot use; the message says what to do."""
 
 

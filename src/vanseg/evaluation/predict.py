@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.progress import track
 from torch import nn
 
+from vanseg.errors import VansegError
 from vanseg.evaluation.inference import InferenceProtocol, predict_mask, set_eval_seed
 
 __all__ = [
@@ -53,7 +54,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _SHOWN = 5
 
 
-class PredictError(RuntimeError):
+class PredictError(VansegError, RuntimeError):
     """Bad input, output or image for prediction; the message says what to change."""
 
 

@@ -42,6 +42,7 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
+from vanseg.errors import VansegError
 from vanseg.evaluation.inference import IMAGENET_MEAN, IMAGENET_STD
 from vanseg.models.layers.matrix_decomposition import NMF2D
 from vanseg.tools._cli import split_overrides
@@ -58,7 +59,7 @@ __all__ = [
 ]
 
 
-class ExportError(RuntimeError):
+class ExportError(VansegError, RuntimeError):
     """The model cannot be exported as asked, or the exported graph does not match PyTorch."""
 
 
