@@ -47,11 +47,12 @@ def _explain(path: Path, err: Exception, unsafe_load: bool, option: str) -> Chec
     cause = (str(err).strip().splitlines() or [type(err).__name__])[0]
     if damage is None and not unsafe_load and isinstance(err, pickle.UnpicklingError):
         found = disallowed_globals(str(err))
+        switch = f"pass {option}" if option.startswith("--") else f"set {option}=true"
         return CheckpointError(
             f"{path} {Damage.OBJECTS.value}"
             + (f" ({', '.join(found)})" if found else "")
             + ", so torch.load(weights_only=True) refused it; unpickling such a file can run "
-            f"arbitrary code. If you trust its source, set {option}=true to load it fully "
+            f"arbitrary code. If you trust its source, {switch} to load it fully "
             "(timm training checkpoints, for example, carry an argparse.Namespace)."
         )
     if damage is None:
