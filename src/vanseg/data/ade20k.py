@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from vanseg.data.image_io import read_rgb
 from vanseg.errors import VansegError
 
 __all__ = [
@@ -156,14 +157,16 @@ def find_pairs(
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """Read an image as RGB ``uint8`` ``(H, W, 3)`` with PIL (no EXIF rotation, PITFALLS.md D3).
+    """Read an image as RGB ``uint8`` ``(H, W, 3)`` as the original does, at any bit depth.
+
+    See `vanseg.data.image_io.read_rgb`: 16-bit, grayscale, RGBA and palette images give what
+    OpenCV's ``IMREAD_COLOR`` gives (no EXIF rotation, docs/pitfalls.md D3).
 
     Raises:
         DatasetError: The file is unreadable or corrupt; the message names the file.
     """
     try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
+        return read_rgb(path)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise DatasetError(
             f"Cannot read image {path}: {err}. Replace or delete the file (and its label); "
