@@ -22,6 +22,7 @@ from vanseg.models.pretrained import CheckpointError, load_file
 from vanseg.training.module import NonFiniteLossError, SegmentationModule
 from vanseg.training.resume import checkpoints_newest_first, newest_intact_checkpoint
 from vanseg.utils.config import model_config
+from vanseg.utils.config_checks import check_train_config
 from vanseg.utils.hydra_callbacks import RESULT_FILE
 
 __all__ = ["train", "resolve_ckpt_path", "ConfigError"]
@@ -154,6 +155,7 @@ def _loggers(cfg: DictConfig, wandb_run_id: str | None) -> list[Any]:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train (and validate) the configured model; returns the final metrics."""
+    check_train_config(cfg)  # types, ranges and devices, before any data or model work
     _refuse_multirun_ddp(cfg)
     trainer_overrides = _check_devices(cfg.trainer)
     pl.seed_everything(cfg.seed, workers=True)

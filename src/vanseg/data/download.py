@@ -35,6 +35,7 @@ from rich.progress import (
 
 from vanseg.data.ade20k import DatasetNotFoundError, scan_split
 from vanseg.errors import VansegError
+from vanseg.utils.cli import user_errors
 
 __all__ = ["ADE20K_SHA1", "ADE20K_URL", "DownloadError", "download", "unpack", "verify_layout"]
 
@@ -236,6 +237,7 @@ def verify_layout(
         raise DownloadError(f"Unexpected layout in {root}:\n  " + "\n  ".join(problems))
 
 
+@user_errors("python -m vanseg.data.download")
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit status."""
     parser = argparse.ArgumentParser(description="Download and unpack a dataset.")
