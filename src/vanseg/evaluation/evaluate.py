@@ -60,6 +60,7 @@ from vanseg.evaluation.inference import (
 )
 from vanseg.evaluation.metrics import SegmentationMetrics, round_results
 from vanseg.models.pretrained import load_file
+from vanseg.utils.atomic import atomic_path, atomic_write_text
 
 __all__ = [
     "RESULT_FILES",
@@ -502,12 +503,16 @@ def write_results(result: EvalResult, info: Mapping[str, Any]) -> Path:
         **info,
         "per_class": rows,
     }
-    (out / "metrics.json").write_text(json.dumps(document, indent=2) + "\n")
-    with open(out / "per_class.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "nan" if v is None else v for k, v in row.items()})
-    np.save(out / "confusion.npy", confmat)
-    save_confusion_png(confmat, out / "confusion.png", result.class_names)
+    # Each file is written under a temporary name and renamed (check_output ran before).
+    atomic_write_text(out / "metrics.json", json.dumps(document, indent=2) + "\n", overwrite=True)
+    with atomic_path(out / "per_class.csv", overwrite=True) as tmp:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: "nan" if v is None else v for k, v in row.items()})
+    with atomic_path(out / "confusion.npy", overwrite=True) as tmp:
+        np.save(tmp, confmat)
+    with atomic_path(out / "confusion.png", overwrite=True) as tmp:
+        save_confusion_png(confmat, tmp, result.class_names)
     return out

@@ -33,6 +33,7 @@ from torch import nn
 
 from vanseg.errors import VansegError
 from vanseg.evaluation.inference import InferenceProtocol, predict_mask, set_eval_seed
+from vanseg.utils.atomic import atomic_path, atomic_write_text
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -140,11 +141,12 @@ def blend(image: np.ndarray, mask: np.ndarray, palette: np.ndarray, opacity: flo
 def save_label(mask: np.ndarray, palette: np.ndarray, path: Path) -> None:
     """Write class indices as a palette-mode PNG (16-bit grayscale beyond 256 classes)."""
     if len(palette) > 256:
-        Image.fromarray(mask.astype(np.uint16)).save(path)
-        return
-    label = Image.fromarray(mask.astype(np.uint8))
-    label.putpalette(palette.reshape(-1).tolist())  # turns the "L" image into "P" mode
-    label.save(path)
+        label = Image.fromarray(mask.astype(np.uint16))
+    else:
+        label = Image.fromarray(mask.astype(np.uint8))
+        label.putpalette(palette.reshape(-1).tolist())  # turns the "L" image into "P" mode
+    with atomic_path(path, overwrite=True) as tmp:  # the caller refused existing outputs
+        label.save(tmp)
 
 
 def _targets(images: Sequence[Path], output: Path) -> dict[Path, tuple[Path, Path]]:
@@ -233,7 +235,8 @@ def predict_images(
         mask = predict_mask(model, image, protocol).cpu().numpy()
         label_path, overlay_path = targets[path]
         save_label(mask, palette, label_path)
-        Image.fromarray(blend(image, mask, palette, opacity)).save(overlay_path, quality=95)
+        with atomic_path(overlay_path, overwrite=True) as tmp:
+            Image.fromarray(blend(image, mask, palette, opacity)).save(tmp, quality=95)
         report.written.append(path)
     return report
 
@@ -296,7 +299,7 @@ def run_predict(
         "eval_seed": eval_seed,
         **report.to_dict(),
     }
-    (Path(output) / "report.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(Path(output) / "report.json", json.dumps(summary, indent=2), overwrite=True)
     _print_report(report, Path(output))
     return report
 
