@@ -1,4 +1,4 @@
-"""Images of every kind are read as OpenCV's IMREAD_COLOR (the original's mmcv.imread) reads them."""
+"""Every image kind is read as cv2.imread(IMREAD_COLOR) reads it, as the original does."""
 
 from __future__ import annotations
 
