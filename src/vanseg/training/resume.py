@@ -20,13 +20,18 @@ log = logging.getLogger("vanseg")
 
 
 def checkpoints_newest_first(folders: Iterable[Path]) -> list[Path]:
-    """Every ``*.ckpt`` in ``folders``: ``last.ckpt`` files first, then the rest, newest first.
+    """Every ``*.ckpt`` in ``folders``: ``last.ckpt`` files, then others, ``best*`` last.
 
-    ``last.ckpt`` is preferred because it is written after a training step, like the periodic
-    ``step_*.ckpt``; it is the file ``ckpt_path=last`` always meant while it is intact.
+    Within each group the newest comes first. ``last.ckpt`` and the periodic ``step_*.ckpt``
+    are written right after a training step; ``best*`` files at the end of a validation, a
+    different point of the loop, so they are the last resort.
     """
     files = [p for folder in folders if folder.is_dir() for p in folder.glob("*.ckpt")]
-    return sorted(files, key=lambda p: (p.name == "last.ckpt", p.stat().st_mtime), reverse=True)
+
+    def rank(path: Path) -> tuple[bool, bool, float]:
+        return path.name == "last.ckpt", not path.name.startswith("best"), path.stat().st_mtime
+
+    return sorted(files, key=rank, reverse=True)
 
 
 def newest_intact_checkpoint(candidates: Iterable[Path], what: str = "ckpt_path=last") -> Path:
