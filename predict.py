@@ -23,7 +23,10 @@ def main(cfg: DictConfig) -> None:
         protocol = resolve_protocol(options.pop("inference"), options.pop("tta"))
     except ValueError as err:
         raise ConfigError(f"invalid inference/tta options: {err}") from err
-    run_predict(protocol=protocol, **options)
+    try:
+        run_predict(protocol=protocol, **options)
+    except ValueError as err:  # option values (palette, opacity) checked by the library
+        raise ConfigError(str(err)) from err
 
 
 if __name__ == "__main__":

@@ -130,7 +130,7 @@ def load_pretrained_backbone(
         The dropped classifier keys.
     """
     if not Path(path).is_file():
-        raise FileNotFoundError(
+        raise InputNotFoundError(
             f"ImageNet-pretrained backbone weights not found at {path}. Download the VAN "
             "classification checkpoint (van_tiny_754.pth.tar, van_small_811.pth.tar, "
             "van_base_828.pth.tar or van_large_839.pth.tar, github.com/Visual-Attention-Network/"
