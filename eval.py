@@ -11,20 +11,15 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from vanseg.data.ade20k import DatasetError
-from vanseg.errors import VansegError
 from vanseg.evaluation.evaluate import run_eval, worker_rank_overrides
-from vanseg.models.pretrained import CheckpointError
+from vanseg.utils.cli import user_errors
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
+@user_errors("eval.py")
 def main(cfg: DictConfig) -> float:
     """Hydra entry point; returns the mIoU (fraction) for sweepers."""
-    try:
-        return run_eval(cfg).metrics["mIoU"]
-    except (VansegError, CheckpointError, DatasetError, FileNotFoundError) as err:
-        # Input mistakes get one clear message instead of a stack trace.
-        raise SystemExit(f"eval.py: error: {err}") from err
+    return run_eval(cfg).metrics["mIoU"]
 
 
 if __name__ == "__main__":

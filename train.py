@@ -4,9 +4,11 @@ import hydra
 from omegaconf import DictConfig
 
 from vanseg.tasks import train
+from vanseg.utils.cli import user_errors
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
+@user_errors("train.py")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns val/mIoU for sweepers."""
     return train(cfg)["metrics"].get("val/mIoU")

@@ -152,8 +152,9 @@ def test_palette_and_blend():
     assert blend(image, mask, colours, 0.5)[0, 1].tolist() == [178, 178, 178]  # 177.5 rounds up
 
 
-def test_cli_config_in_process(checkpoint: Path, images: Path, tmp_path: Path):
+def test_cli_config_in_process(checkpoint: Path, images: Path, tmp_path: Path, capsys, monkeypatch):
     """The predict.py entry point on a composed config (same code path as the command line)."""
+    monkeypatch.delenv("VANSEG_DEBUG", raising=False)
     out = tmp_path / "out"
     overrides = [
         f"ckpt_path={checkpoint}",
@@ -168,10 +169,16 @@ def test_cli_config_in_process(checkpoint: Path, images: Path, tmp_path: Path):
     ]
     predict_cli.main.__wrapped__(compose_config(overrides, config_name="predict"))
     assert json.loads((out / "report.json").read_text())["protocol"]["mode"] == "slide"
-    with pytest.raises(SystemExit, match="already holds results"):
-        predict_cli.main.__wrapped__(compose_config(overrides, config_name="predict"))
-    with pytest.raises(SystemExit, match="missing output=..."):
-        predict_cli.main.__wrapped__(compose_config(overrides[:2], config_name="predict"))
+    capsys.readouterr()
+    for args, words in (
+        (overrides, "already holds results"),
+        (overrides[:2], "missing output=..."),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            predict_cli.main.__wrapped__(compose_config(args, config_name="predict"))
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("predict.py: error: ") and words in err
 
 
 @pytest.mark.slow
@@ -194,4 +201,4 @@ def test_cli_subprocess_with_tta(checkpoint: Path, images: Path, tmp_path: Path)
     assert (out / "labels" / "b.png").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "out"]  # no Hydra litter
     again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 1 and "overwrite=true" in again.stderr
+    assert again.returncode == 2 and "overwrite=true" in again.stderr

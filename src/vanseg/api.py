@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 
 from vanseg.models.pretrained import CheckpointError, check_and_load, load_file
 from vanseg.models.segmentor import Segmentor
+from vanseg.utils.atomic import atomic_path
 
 __all__ = [
     "CKPT_KEY",
@@ -77,17 +78,26 @@ def build_model(
     return build_model_from_config(model_config(cfg))
 
 
-def save_model(model: Segmentor, model_cfg: Mapping[str, Any], path: str | Path, **meta) -> None:
-    """Write ``{"state_dict", "vanseg": {"model": model_cfg, ...}}`` for :func:`load_model`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(
-        {
-            "state_dict": model.state_dict(),
-            CKPT_KEY: {"format": CKPT_FORMAT, "model": dict(model_cfg), **meta},
-        },
-        path,
-    )
+def save_model(
+    model: Segmentor,
+    model_cfg: Mapping[str, Any],
+    path: str | Path,
+    overwrite: bool = False,
+    **meta,
+) -> None:
+    """Write ``{"state_dict", "vanseg": {"model": model_cfg, ...}}`` for :func:`load_model`.
+
+    The file is written under a temporary name and renamed into place
+    (`vanseg.utils.atomic`); an existing ``path`` is refused unless ``overwrite``.
+    """
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        torch.save(
+            {
+                "state_dict": model.state_dict(),
+                CKPT_KEY: {"format": CKPT_FORMAT, "model": dict(model_cfg), **meta},
+            },
+            tmp,
+        )
 
 
 def load_model(path: str | Path, unsafe_load: bool = False) -> Segmentor:

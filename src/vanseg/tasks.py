@@ -17,18 +17,17 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from vanseg.api import build_model_from_config
+from vanseg.errors import ConfigError, InputNotFoundError
 from vanseg.models.pretrained import CheckpointError, load_file
 from vanseg.training.module import NonFiniteLossError, SegmentationModule
+from vanseg.training.resume import checkpoints_newest_first, newest_intact_checkpoint
 from vanseg.utils.config import model_config
+from vanseg.utils.config_checks import check_train_config
 from vanseg.utils.hydra_callbacks import RESULT_FILE
 
 __all__ = ["train", "resolve_ckpt_path", "ConfigError"]
 
 log = logging.getLogger("vanseg")
-
-
-class ConfigError(ValueError):
-    """An option combination that cannot work; the message says what to change."""
 
 
 def _is_rank_zero() -> bool:
@@ -79,21 +78,21 @@ def _refuse_multirun_ddp(cfg: DictConfig) -> None:
 
 
 def resolve_ckpt_path(ckpt_path: str | None, cfg: DictConfig) -> str | None:
-    """``last`` -> this run folder's ``last.ckpt``, else the newest one of the same task."""
+    """``last`` -> the newest intact checkpoint of this run folder, else of the same task."""
     if ckpt_path in (None, ""):
         return None
     if ckpt_path != "last":
         if not Path(ckpt_path).is_file():
-            raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such file")
+            raise InputNotFoundError(f"ckpt_path={ckpt_path}: no such file")
         return ckpt_path
-    here = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-    if here.is_file():
-        return str(here)
+    here = Path(cfg.paths.output_dir) / "checkpoints"
     runs = Path(cfg.paths.log_dir) / cfg.task_name / "runs"
-    candidates = sorted(runs.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    candidates = checkpoints_newest_first([here])
+    if not candidates:  # a new run folder: the newest checkpoints of earlier runs of this task
+        candidates = checkpoints_newest_first(sorted(runs.glob("*/checkpoints")))
     if not candidates:
-        raise FileNotFoundError(f"ckpt_path=last: no last.ckpt in {here.parent} or under {runs}")
-    return str(candidates[-1])
+        raise InputNotFoundError(f"ckpt_path=last: no checkpoint in {here} or under {runs}")
+    return str(newest_intact_checkpoint(candidates))
 
 
 def _check_resume_compatible(path: str, model_cfg: dict[str, Any]) -> dict[str, Any]:
@@ -156,6 +155,7 @@ def _loggers(cfg: DictConfig, wandb_run_id: str | None) -> list[Any]:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train (and validate) the configured model; returns the final metrics."""
+    check_train_config(cfg)  # types, ranges and devices, before any data or model work
     _refuse_multirun_ddp(cfg)
     trainer_overrides = _check_devices(cfg.trainer)
     pl.seed_everything(cfg.seed, workers=True)

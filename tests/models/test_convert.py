@@ -128,3 +128,62 @@ def test_load_model_explains_a_file_without_config(tmp_path: Path) -> None:
         vanseg.load_model(path)
     with pytest.raises(FileNotFoundError, match="nothing.ckpt"):
         vanseg.load_model(tmp_path / "nothing.ckpt")
+
+
+def _sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_convert_never_replaces_its_source_and_refuses_existing_output(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    monkeypatch.delenv("VANSEG_DEBUG", raising=False)
+    src = tmp_path / "self.pth"
+    torch.save(ref.original_checkpoint("van_tiny", "light_ham"), src)
+    before = _sha(src)
+    model = ["backbone=van_tiny", "head=light_ham"]
+    for extra in ([], ["--overwrite"]):  # the source is refused even with --overwrite
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(src), str(src), *model, *extra])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("python -m vanseg.tools.convert: error: destination ")
+        assert str(src) in err and "Traceback" not in err
+    assert _sha(src) == before
+    dst = tmp_path / "out.ckpt"
+    dst.write_bytes(b"keep me")
+    with pytest.raises(SystemExit):
+        main([str(src), str(dst), *model])
+    assert "--overwrite" in capsys.readouterr().err and dst.read_bytes() == b"keep me"
+    main([str(src), str(dst), *model, "--overwrite"])
+    assert vanseg.load_model(dst).num_classes == 150
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.ckpt", "self.pth"]  # no temp left
+
+
+def test_convert_of_an_empty_file_is_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("VANSEG_DEBUG", raising=False)
+    (tmp_path / "empty.pth").write_bytes(b"")
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "empty.pth"), str(tmp_path / "o.ckpt"), "backbone=van_tiny"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{tmp_path / 'empty.pth'} is empty (0 bytes)" in err
+    assert not (tmp_path / "o.ckpt").exists()
+
+
+def test_save_model_refuses_an_existing_file(tmp_path: Path) -> None:
+    from vanseg.utils.atomic import OutputExistsError
+
+    model_cfg = vanseg.utils.config.model_config(
+        vanseg.utils.config.compose_config(["backbone=van_test", "backbone.pretrained=null"])
+    )
+    model = vanseg.build_model_from_config(model_cfg)
+    path = tmp_path / "m.ckpt"
+    path.write_bytes(b"old")
+    with pytest.raises(OutputExistsError, match="overwrite=true"):
+        vanseg.save_model(model, model_cfg, path)
+    assert path.read_bytes() == b"old"
+    vanseg.save_model(model, model_cfg, path, overwrite=True)
+    assert vanseg.load_model(path).num_classes == 150

@@ -101,7 +101,7 @@ def test_mismatch_fails_loudly(tmp_path: Path) -> None:
         export.check_onnx(model, path, [[32, 32], [40, 48]])
 
 
-def test_bad_requests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_requests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     upernet = vanseg.build_model("van_test", "upernet", 5, overrides=NARROW["upernet"])
     with pytest.raises(export.ExportError, match="dynamic=false"):
         export.export_onnx(upernet, tmp_path / "u.onnx", (64, 64))
@@ -118,8 +118,14 @@ def test_bad_requests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         export.main([f"ckpt_path={ckpt}"])  # output exists, no overwrite=true
     with pytest.raises(SystemExit):
         export.main([f"ckpt_path={ckpt}", "format=tensorrt"])
-    with pytest.raises(FileNotFoundError, match="missing.ckpt"):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
         export.main([f"ckpt_path={tmp_path / 'missing.ckpt'}"])
+    assert exit_info.value.code == 2
+    assert "export: error: checkpoint file not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        export.main([f"ckpt_path={ckpt}", f"output={ckpt}", "overwrite=true"])
+    assert exit_info.value.code == 2 and "is the input file" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -22,6 +22,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from vanseg.data.image_io import read_rgb
+from vanseg.errors import VansegError
+
 __all__ = [
     "ADE20KDataset",
     "DatasetError",
@@ -41,11 +44,11 @@ INDEX_MODES = frozenset({"L", "P", "I", "I;16", "1"})
 _SHOWN = 5
 
 
-class DatasetError(ValueError):
+class DatasetError(VansegError, ValueError):
     """A dataset file is missing its partner, unreadable, or holds invalid labels."""
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(VansegError, FileNotFoundError):
     """The dataset root is missing or not in the ADE20K layout."""
 
 
@@ -154,14 +157,16 @@ def find_pairs(
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """Read an image as RGB ``uint8`` ``(H, W, 3)`` with PIL (no EXIF rotation, PITFALLS.md D3).
+    """Read an image as RGB ``uint8`` ``(H, W, 3)`` as the original does, at any bit depth.
+
+    See `vanseg.data.image_io.read_rgb`: 16-bit, grayscale, RGBA and palette images give what
+    OpenCV's ``IMREAD_COLOR`` gives (no EXIF rotation, docs/pitfalls.md D3).
 
     Raises:
         DatasetError: The file is unreadable or corrupt; the message names the file.
     """
     try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
+        return read_rgb(path)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise DatasetError(
             f"Cannot read image {path}: {err}. Replace or delete the file (and its label); "

@@ -22,6 +22,7 @@ from PIL import Image
 from vanseg.data.ade20k import ADE20KDataset
 from vanseg.data.synthetic import render_scene
 from vanseg.data.transforms import TrainTransform
+from vanseg.utils.cli import user_errors
 
 __all__ = ["benchmark", "main"]
 
@@ -62,6 +63,7 @@ def benchmark(images: int = 100, width: int = 683, height: int = 512, repeats: i
     return rates
 
 
+@user_errors("python -m vanseg.data.benchmark")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Training data path throughput (one process).")
     parser.add_argument("--images", type=int, default=100)

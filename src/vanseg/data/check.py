@@ -6,30 +6,27 @@
 Checks both splits for: missing folders, unpaired images/labels, unreadable or corrupt images
 and labels, colour (RGB/RGBA) label files, label values outside ``{0..K-1, ignore}`` after
 ``reduce_zero_label``, and image/label size mismatches. Prints a per-class pixel summary of the
-training split. Exits with status 1 if anything is wrong.
+training split and notes on unusual image kinds (16-bit, grayscale, RGBA, palette), which are
+read as the original reads them. Exits with status 1 if anything is wrong.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import numpy as np
-from rich.progress import track
 
 from vanseg.data.ade20k import (
     DatasetError,
-    DatasetNotFoundError,
     load_image,
     load_label,
-    scan_split,
-    unpaired_message,
 )
+from vanseg.data.scan import scan
+from vanseg.utils.cli import user_errors
 
 __all__ = ["CheckReport", "check_dataset", "check_pair", "main"]
 
@@ -42,11 +39,13 @@ class CheckReport:
         problems: One human-readable line (or paragraph) per problem.
         pairs: Number of image/label pairs per split.
         class_pixels: Pixels per class (after reduction) over the checked training pairs.
+        notes: Valid but unusual files (16-bit, grayscale, RGBA, palette images), by kind.
     """
 
     problems: list[str] = field(default_factory=list)
     pairs: dict[str, int] = field(default_factory=dict)
     class_pixels: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -106,39 +105,19 @@ def check_dataset(
         workers: Processes used to decode files; 0 decodes in this process.
         progress: Show a progress bar.
     """
-    report = CheckReport(class_pixels=np.zeros(num_classes, dtype=np.int64))
-    check = partial(
-        check_pair,
-        num_classes=num_classes,
-        reduce_zero_label=reduce_zero_label,
-        ignore_index=ignore_index,
+    found = scan(
+        root,
+        splits,
+        "full",
+        num_classes,
+        reduce_zero_label,
+        ignore_index,
+        image_suffixes,
+        label_suffix,
+        workers=workers,
+        progress=progress,
     )
-    for split in splits:
-        try:
-            pairs, no_label, no_image = scan_split(root, split, image_suffixes, label_suffix)
-        except DatasetNotFoundError as err:
-            report.problems.append(str(err))
-            continue
-        report.pairs[split] = len(pairs)
-        if no_label or no_image:
-            report.problems.append(unpaired_message(split, no_label, no_image))
-        results: Iterable[tuple[list[str], np.ndarray | None]]
-        if workers > 0:
-            pool = ProcessPoolExecutor(workers)
-            results = pool.map(check, pairs, chunksize=16)
-        else:
-            pool, results = None, map(check, pairs)
-        if progress:
-            results = track(results, total=len(pairs), description=f"checking {split}")
-        try:
-            for problems, counts in results:
-                report.problems.extend(problems)
-                if split == splits[0] and counts is not None:
-                    report.class_pixels += counts
-        finally:
-            if pool is not None:
-                pool.shutdown()
-    return report
+    return CheckReport(found.problems, found.pairs, found.class_pixels, found.notes)
 
 
 def format_report(report: CheckReport, class_names: Sequence[str]) -> str:
@@ -154,6 +133,7 @@ def format_report(report: CheckReport, class_names: Sequence[str]) -> str:
         )
         if absent:
             lines.append(f"{len(absent)} class(es) never appear: {', '.join(absent[:20])}")
+    lines.extend(f"note: {note}" for note in report.notes)
     if report.ok:
         lines.append("no problems found")
     else:
@@ -162,6 +142,7 @@ def format_report(report: CheckReport, class_names: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+@user_errors("python -m vanseg.data.check")
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit status (0: clean, 1: problems found)."""
     from hydra.utils import instantiate

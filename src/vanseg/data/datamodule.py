@@ -13,6 +13,7 @@ once across ranks).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,14 +22,17 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from vanseg.data.ade20k import ADE20KDataset, find_pairs
+from vanseg.data.ade20k import ADE20KDataset, DatasetError, scan_split
 from vanseg.data.classes import Color, resolve_class_names, resolve_palette
 from vanseg.data.sampler import InfiniteSampler, ShardSampler, dist_rank_and_world_size
+from vanseg.data.scan import check_verify_mode, crop_note, problems_message, scan
 from vanseg.data.synthetic import SyntheticSpec, ensure_synthetic_dataset, synthetic_class_names
 from vanseg.data.synthetic import synthetic_root as _synthetic_root
 from vanseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, TrainTransform
 
 __all__ = ["ADE20KDataModule", "SyntheticDataModule"]
+
+log = logging.getLogger("vanseg")
 
 
 class ADE20KDataModule(pl.LightningDataModule):
@@ -71,6 +75,8 @@ class ADE20KDataModule(pl.LightningDataModule):
         seed: Seed of the training sample order and augmentation.
         rank: Override the rank used by the samplers (default: ``torch.distributed``).
         world_size: Override the world size used by the samplers.
+        verify: Up-front scan in `prepare_data`: ``headers`` (default), ``full`` (decode every
+            file) or ``off`` (pairing only); see `vanseg.data.scan`.
     """
 
     def __init__(
@@ -108,8 +114,10 @@ class ADE20KDataModule(pl.LightningDataModule):
         seed: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
+        verify: str = "headers",
     ) -> None:
         super().__init__()
+        self.verify = check_verify_mode(verify)
         if not 0 < num_classes <= ignore_index <= 255:
             raise ValueError(
                 f"Need 0 < num_classes ({num_classes}) <= ignore_index ({ignore_index}) <= 255."
@@ -132,6 +140,7 @@ class ADE20KDataModule(pl.LightningDataModule):
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
+        self.scale, self.ratio_range, self.crop_size = tuple(scale), tuple(ratio_range), crop_size
         self.train_transform = TrainTransform(
             scale=scale,
             ratio_range=ratio_range,
@@ -171,10 +180,39 @@ class ADE20KDataModule(pl.LightningDataModule):
         """Make the files available without validating them; a no-op for data on disk."""
 
     def prepare_data(self) -> None:
-        """Check that both splits exist and pair up; never downloads."""
+        """Scan both splits as ``verify`` says and list every problem at once; never downloads.
+
+        Raises:
+            DatasetNotFoundError: A split folder is missing or empty.
+            DatasetError: Unpaired, unreadable or invalid files (all of them listed).
+        """
         self.prepare_files()
-        for split in (self.train_split, self.val_split):
-            find_pairs(self.root, split, self.image_suffixes, self.label_suffix)
+        splits = (self.train_split, self.val_split)
+        for split in splits:  # a missing dataset gets its own, explanatory error
+            scan_split(self.root, split, self.image_suffixes, self.label_suffix)
+        report = scan(
+            self.root,
+            splits,
+            self.verify,
+            self.num_classes,
+            self.reduce_zero_label,
+            self.ignore_index,
+            self.image_suffixes,
+            self.label_suffix,
+            workers=self.num_workers if self.verify == "full" else 0,
+        )
+        for note in report.notes:
+            log.info("dataset note: %s", note)
+        crop = crop_note(
+            report.first_split_sizes,
+            self.crop_size,
+            self.scale,
+            self.ratio_range,
+        )
+        if crop:
+            log.warning(crop)
+        if not report.ok:
+            raise DatasetError(problems_message(self.root, self.verify, report))
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit"):

@@ -34,6 +34,8 @@ from rich.progress import (
 )
 
 from vanseg.data.ade20k import DatasetNotFoundError, scan_split
+from vanseg.errors import VansegError
+from vanseg.utils.cli import user_errors
 
 __all__ = ["ADE20K_SHA1", "ADE20K_URL", "DownloadError", "download", "unpack", "verify_layout"]
 
@@ -45,7 +47,7 @@ ADE20K_COUNTS = {"training": 20210, "validation": 2000}
 _CHUNK = 1 << 20
 
 
-class DownloadError(RuntimeError):
+class DownloadError(VansegError, RuntimeError):
     """The download, the archive or the unpacked layout is not what was expected."""
 
 
@@ -235,6 +237,7 @@ def verify_layout(
         raise DownloadError(f"Unexpected layout in {root}:\n  " + "\n  ".join(problems))
 
 
+@user_errors("python -m vanseg.data.download")
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit status."""
     parser = argparse.ArgumentParser(description="Download and unpack a dataset.")

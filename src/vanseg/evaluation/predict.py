@@ -136,7 +136,7 @@ def colorize(mask: np.ndarray, palette: np.ndarray) -> np.ndarray:
 def blend(image: np.ndarray, mask: np.ndarray, palette: np.ndarray, opacity: float) -> np.ndarray:
     """``(1 - opacity) * image + opacity * colours``, rounded to uint8 (mmseg ``show_result``)."""
     if not 0.0 <= opacity <= 1.0:
-        raise ValueError(f"opacity must be in [0, 1], got {opacity}")
+        raise PredictError(f"opacity={opacity} must be in [0, 1]")
     mixed = (1.0 - opacity) * image.astype(np.float32) + opacity * colorize(mask, palette)
     return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
 

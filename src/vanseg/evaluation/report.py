@@ -10,8 +10,6 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from vanseg.errors import VansegError
 from vanseg.evaluation.confusion_plot import save_confusion_png
 from vanseg.evaluation.inference import InferenceProtocol
 from vanseg.evaluation.metrics import round_results
+from vanseg.utils.atomic import atomic_path
 
 __all__ = [
     "RESULT_FILES",
@@ -72,16 +71,12 @@ def check_output(output: Path, overwrite: bool, files: tuple[str, ...] = RESULT_
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` for a temporary file beside ``path``, then rename it to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(handle)
-    tmp = Path(name)
-    try:
+    """Call ``write(tmp)`` for a temporary file beside ``path``, then rename it to ``path``.
+
+    Callers check for existing outputs first (`check_output`), so the rename may replace.
+    """
+    with atomic_path(path, overwrite=True) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _nan_to_none(value: float) -> float | None:

@@ -11,14 +11,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from vanseg.errors import InputNotFoundError, VansegError
 from vanseg.models.backbones.van import checkpoint_filter_fn
+from vanseg.models.ckpt_check import Damage, diagnose, disallowed_globals
 
 __all__ = ["load_file", "load_pretrained_backbone", "CheckpointError", "unwrap_state_dict"]
 
 log = logging.getLogger(__name__)
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(VansegError, RuntimeError):
     """A checkpoint file cannot be read or does not fit the model."""
 
 
@@ -32,17 +34,40 @@ def load_file(path: str | Path, unsafe_load: bool = False, option: str = "unsafe
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file not found: {path}")
+        raise InputNotFoundError(f"checkpoint file not found: {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=not unsafe_load)
-    except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"{path} holds Python objects other than tensors and plain containers, so it was "
-            f"refused by torch.load(weights_only=True). Unpickling such a file can execute "
-            f"arbitrary code. If you trust its source, set {option}=true to load it fully "
-            f"(for example timm training checkpoints carry an argparse.Namespace).\n"
-            f"torch said: {str(err).splitlines()[0]}"
-        ) from err
+    except Exception as err:  # torch raises EOFError, RuntimeError, UnpicklingError, KeyError...
+        raise _explain(path, err, unsafe_load, option) from err
+
+
+def _explain(path: Path, err: Exception, unsafe_load: bool, option: str) -> CheckpointError:
+    """One line naming the file and what is wrong with it (see `vanseg.models.ckpt_check`)."""
+    damage = diagnose(path)
+    cause = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    if damage is None and not unsafe_load and isinstance(err, pickle.UnpicklingError):
+        found = disallowed_globals(str(err))
+        switch = f"pass {option}" if option.startswith("--") else f"set {option}=true"
+        return CheckpointError(
+            f"{path} {Damage.OBJECTS.value}"
+            + (f" ({', '.join(found)})" if found else "")
+            + ", so torch.load(weights_only=True) refused it; unpickling such a file can run "
+            f"arbitrary code. If you trust its source, {switch} to load it fully "
+            "(timm training checkpoints, for example, carry an argparse.Namespace)."
+        )
+    if damage is None:
+        return CheckpointError(
+            f"{path} {Damage.UNREADABLE.value} ({type(err).__name__}: {cause}); was it written "
+            "by torch.save?"
+        )
+    size = path.stat().st_size
+    what = f"{path} {damage.value}" + ("" if damage is Damage.EMPTY else f" ({size} bytes)")
+    return CheckpointError(
+        f"{what}; it was probably cut short while being written or copied. Copy or download "
+        "it again, or use another checkpoint."
+        if damage in (Damage.EMPTY, Damage.TRUNCATED)
+        else f"{what}; pass a file written by train.py, vanseg.save_model or torch.save."
+    )
 
 
 def unwrap_state_dict(obj: Any, path: str | Path) -> dict[str, torch.Tensor]:
@@ -105,7 +130,7 @@ def load_pretrained_backbone(
         The dropped classifier keys.
     """
     if not Path(path).is_file():
-        raise FileNotFoundError(
+        raise InputNotFoundError(
             f"ImageNet-pretrained backbone weights not found at {path}. Download the VAN "
             "classification checkpoint (van_tiny_754.pth.tar, van_small_811.pth.tar, "
             "van_base_828.pth.tar or van_large_839.pth.tar, github.com/Visual-Attention-Network/"

@@ -29,6 +29,8 @@ from rich.table import Table
 
 from vanseg.api import build_model_from_config
 from vanseg.tools._cli import split_overrides
+from vanseg.utils.atomic import atomic_write_text
+from vanseg.utils.cli import user_errors
 from vanseg.utils.config import NO_PRETRAINED, compose_config, model_config
 
 __all__ = ["time_fn", "benchmark"]
@@ -144,6 +146,7 @@ def benchmark(
     return rows
 
 
+@user_errors("python -m vanseg.tools.benchmark")
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(
         prog="python -m vanseg.tools.benchmark",
@@ -155,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser.add_argument("--size", type=int, default=512, help="square input size")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--iters", type=int, default=20)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args, overrides = split_overrides(parser, argv)
 
@@ -188,8 +192,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         )
     Console(width=None if Console().is_terminal else 160).print(table)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"model": name, "hardware": hardware, "rows": rows}, f, indent=2)
+        atomic_write_text(
+            args.json,
+            json.dumps({"model": name, "hardware": hardware, "rows": rows}, indent=2),
+            overwrite=args.overwrite,
+        )
     return rows
 
 

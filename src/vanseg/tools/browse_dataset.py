@@ -19,9 +19,19 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from vanseg.utils.atomic import atomic_path
+from vanseg.utils.cli import user_errors
+
 __all__ = ["main", "overlay", "render_grid"]
 
-_OPTIONS = {"n": int, "out": str, "cols": int, "tile": int, "alpha": float}
+_OPTIONS = {
+    "n": int,
+    "out": str,
+    "cols": int,
+    "tile": int,
+    "alpha": float,
+    "overwrite": lambda v: v.lower() in ("1", "true", "yes"),
+}
 
 
 def overlay(
@@ -75,6 +85,7 @@ def render_grid(
     return grid
 
 
+@user_errors("python -m vanseg.tools.browse_dataset")
 def main(argv: Sequence[str] | None = None) -> Path:
     """Parse ``key=value`` options and Hydra overrides, write the grid, return its path."""
     from hydra.utils import instantiate
@@ -84,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
     args = list(sys.argv[1:] if argv is None else argv)
     options = {"n": 16, "out": "samples.png", "cols": 4, "tile": 192, "alpha": 0.6}
+    options["overwrite"] = False
     overrides = []
     for arg in args:
         key, sep, value = arg.partition("=")
@@ -112,8 +124,10 @@ def main(argv: Sequence[str] | None = None) -> Path:
         options["alpha"],
     )
     out = Path(options["out"])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid).save(out)
+    with atomic_path(out, overwrite=options["overwrite"]) as tmp:
+        Image.fromarray(grid).save(
+            tmp, format=Image.registered_extensions().get(out.suffix.lower())
+        )
     print(f"wrote {len(samples)} {datamodule.name} training samples to {out}")
     return out
 

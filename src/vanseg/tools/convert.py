@@ -23,6 +23,8 @@ from vanseg.api import build_model_from_config, save_model
 from vanseg.models.backbones.van import checkpoint_filter_fn
 from vanseg.models.pretrained import CheckpointError, check_and_load, load_file
 from vanseg.tools._cli import split_overrides
+from vanseg.utils.atomic import check_destination
+from vanseg.utils.cli import user_errors
 from vanseg.utils.config import NO_PRETRAINED, compose_config, model_config
 
 __all__ = ["convert_state_dict", "convert"]
@@ -54,9 +56,18 @@ def convert_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torc
 
 
 def convert(
-    src: str | Path, dst: str | Path, overrides: Sequence[str] = (), unsafe_load: bool = False
+    src: str | Path,
+    dst: str | Path,
+    overrides: Sequence[str] = (),
+    unsafe_load: bool = False,
+    overwrite: bool = False,
 ) -> None:
-    """Convert ``src`` (mmseg checkpoint) to ``dst`` for the model chosen by ``overrides``."""
+    """Convert ``src`` (mmseg checkpoint) to ``dst`` for the model chosen by ``overrides``.
+
+    ``dst`` is written atomically; an existing one is refused unless ``overwrite``, and
+    ``dst`` equal to ``src`` always is.
+    """
+    check_destination(dst, overwrite=overwrite, sources=[src], option="--overwrite")
     ckpt = load_file(src, unsafe_load, "--unsafe-load")
     if not isinstance(ckpt, Mapping) or "state_dict" not in ckpt:
         raise CheckpointError(
@@ -77,12 +88,14 @@ def convert(
         model,
         cfg,
         dst,
+        overwrite=overwrite,
         source=str(src),
         source_meta={k: meta[k] for k in ("mmseg_version", "CLASSES") if k in meta},
     )
     print(f"Converted {len(state)} tensors from {src} to {dst}; not carried over: {ignored}")
 
 
+@user_errors("python -m vanseg.tools.convert")
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m vanseg.tools.convert",
@@ -96,8 +109,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="allow full unpickling of SRC (only for files you trust)",
     )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace DST if it exists (never SRC itself)"
+    )
     args, overrides = split_overrides(parser, argv)
-    convert(args.src, args.dst, overrides, unsafe_load=args.unsafe_load)
+    convert(args.src, args.dst, overrides, unsafe_load=args.unsafe_load, overwrite=args.overwrite)
 
 
 if __name__ == "__main__":

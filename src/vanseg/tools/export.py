@@ -42,9 +42,12 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
+from vanseg.errors import VansegError
 from vanseg.evaluation.inference import IMAGENET_MEAN, IMAGENET_STD
 from vanseg.models.layers.matrix_decomposition import NMF2D
 from vanseg.tools._cli import split_overrides
+from vanseg.utils.atomic import atomic_path, check_destination
+from vanseg.utils.cli import user_errors
 
 __all__ = [
     "ExportError",
@@ -58,7 +61,7 @@ __all__ = [
 ]
 
 
-class ExportError(RuntimeError):
+class ExportError(VansegError, RuntimeError):
     """The model cannot be exported as asked, or the exported graph does not match PyTorch."""
 
 
@@ -262,6 +265,7 @@ def _print_rows(rows: list[dict[str, Any]], path: Path, atol: float, console: Co
     console.print(table)
 
 
+@user_errors("python -m vanseg.tools.export")
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Command line entry; returns the check rows (empty with ``check=false``)."""
     parser = argparse.ArgumentParser(
@@ -284,14 +288,14 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         parser.error("a dynamic export is checked at two or more sizes: check_sizes=[[H,W],...]")
     ckpt = Path(opts["ckpt_path"])
     output = Path(opts["output"]) if opts["output"] else ckpt.with_suffix(".onnx")
-    if output.exists() and not opts["overwrite"]:
-        parser.error(f"{output} exists; pass overwrite=true to replace it")
+    check_destination(output, overwrite=opts["overwrite"], sources=[ckpt])
 
     model = load_model(ckpt, unsafe_load=opts["unsafe_load"])
     start = time.perf_counter()
-    export_onnx(
-        model, output, sizes[0], opts["eval_seed"], opts["opset"], opts["dynamo"], opts["dynamic"]
-    )
+    with atomic_path(output, overwrite=opts["overwrite"], sources=[ckpt]) as tmp:
+        export_onnx(
+            model, tmp, sizes[0], opts["eval_seed"], opts["opset"], opts["dynamo"], opts["dynamic"]
+        )
     console = Console()
     console.print(f"wrote {output} in {time.perf_counter() - start:.1f} s")
     if not opts["check"]:

@@ -26,6 +26,8 @@ from torch import nn
 
 from vanseg.api import build_model_from_config
 from vanseg.tools._cli import split_overrides
+from vanseg.utils.atomic import atomic_write_text
+from vanseg.utils.cli import user_errors
 from vanseg.utils.config import NO_PRETRAINED, compose_config, model_config
 
 __all__ = ["Complexity", "PUBLISHED", "count_params", "count_macs", "measure"]
@@ -121,6 +123,7 @@ def _row_for(overrides: Sequence[str], shape: Sequence[int]) -> dict:
     }
 
 
+@user_errors("python -m vanseg.tools.flops")
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(
         prog="python -m vanseg.tools.flops",
@@ -129,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     )
     parser.add_argument("--all", action="store_true", help="all 17 published configurations")
     parser.add_argument("--shape", type=int, nargs=2, default=(512, 512), metavar=("H", "W"))
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     args, overrides = split_overrides(parser, argv)
 
@@ -171,8 +175,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         )
     console.print(table)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
+        atomic_write_text(args.json, json.dumps(rows, indent=2), overwrite=args.overwrite)
     return rows
 
 

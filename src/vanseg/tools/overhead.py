@@ -26,6 +26,7 @@ from vanseg.api import build_model_from_config
 from vanseg.tools._cli import split_overrides
 from vanseg.training.module import SegmentationModule, segmentation_loss
 from vanseg.training.optim import build_optimizer
+from vanseg.utils.cli import user_errors
 from vanseg.utils.config import NO_PRETRAINED, compose_config, model_config
 
 __all__ = ["plain_step_times", "lightning_step_times"]
@@ -100,6 +101,7 @@ def lightning_step_times(module: SegmentationModule, batch, steps: int) -> list[
     return timer.times
 
 
+@user_errors("python -m vanseg.tools.overhead")
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(
         prog="python -m vanseg.tools.overhead",

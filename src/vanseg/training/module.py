@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from vanseg.errors import VansegError
 from vanseg.evaluation.inference import predict_probs_tensor
 from vanseg.evaluation.metrics import SegmentationMetrics
 from vanseg.models.heads.base import resize
@@ -22,7 +23,7 @@ __all__ = ["SegmentationModule", "NonFiniteLossError", "segmentation_loss"]
 LOSS_AVERAGES = ("all_pixels", "valid_pixels")
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(VansegError, RuntimeError):
     """The training loss became NaN or infinite."""
 
 

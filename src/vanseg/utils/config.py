@@ -8,7 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from vanseg.errors import ConfigError
 
 __all__ = ["config_dir", "compose_config", "model_config", "MODEL_KEYS", "NO_PRETRAINED"]
 
@@ -37,11 +41,20 @@ def compose_config(
 
     With ``return_hydra_config`` the result also has the ``hydra`` node (e.g. the chosen
     group options under ``hydra.runtime.choices``).
+
+    Raises:
+        ConfigError: An unknown option, key or group choice (Hydra's message, one line).
     """
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        return compose(
-            config_name, overrides=list(overrides), return_hydra_config=return_hydra_config
-        )
+        try:
+            return compose(
+                config_name, overrides=list(overrides), return_hydra_config=return_hydra_config
+            )
+        except (HydraException, OmegaConfBaseException) as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise ConfigError(
+                f"cannot compose conf/{config_name}.yaml with {list(overrides)}: {first}"
+            ) from err
 
 
 def model_config(cfg: DictConfig) -> dict[str, Any]:

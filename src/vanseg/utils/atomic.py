@@ -1,0 +1,121 @@
+"""Atomic, non-clobbering writes for every file vanseg writes itself.
+
+A file is written to a temporary name in its destination folder and renamed into place, so a
+reader (or a crash) never sees half a file. An existing destination is refused unless the
+caller passes ``overwrite``; a destination that is one of the inputs is always refused.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from vanseg.errors import VansegError
+
+__all__ = [
+    "OutputExistsError",
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "check_destination",
+]
+
+
+class OutputExistsError(VansegError, FileExistsError):
+    """The destination exists (and overwriting was not asked for) or is an input file."""
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def check_destination(
+    dst: str | Path,
+    *,
+    overwrite: bool = False,
+    sources: Iterable[str | Path] = (),
+    option: str = "overwrite=true",
+) -> Path:
+    """Refuse ``dst`` if it is one of ``sources`` (always) or exists (unless ``overwrite``).
+
+    Args:
+        dst: File about to be written.
+        overwrite: Replace an existing ``dst``.
+        sources: Input files that must never be replaced.
+        option: How the user asks for overwriting, quoted in the message.
+
+    Returns:
+        ``dst`` as a path.
+
+    Raises:
+        OutputExistsError: The message names the file and what to do.
+    """
+    dst = Path(dst)
+    for src in sources:
+        if _same_file(dst, Path(src)):
+            raise OutputExistsError(
+                f"destination {dst} is the input file {src}; write the output to another path "
+                "(an input is never overwritten, even with " + option + ")"
+            )
+    if dst.is_dir():
+        raise OutputExistsError(f"destination {dst} is a folder; give a file path")
+    if dst.exists() and not overwrite:
+        raise OutputExistsError(
+            f"{dst} exists; pass {option} to replace it, or choose another output path"
+        )
+    return dst
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_path(
+    dst: str | Path,
+    *,
+    overwrite: bool = False,
+    sources: Iterable[str | Path] = (),
+    option: str = "overwrite=true",
+) -> Iterator[Path]:
+    """Yield a temporary path beside ``dst``; on success it is renamed to ``dst``.
+
+    The temporary name keeps ``dst``'s suffix, so writers that pick a format from it (PIL,
+    ``np.save``) behave the same. On any exception the temporary file is removed and ``dst``
+    is left untouched. See :func:`check_destination` for ``overwrite``/``sources``/``option``.
+    """
+    dst = check_destination(dst, overwrite=overwrite, sources=sources, option=option)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=f".tmp{dst.suffix}", dir=dst.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
+        if not overwrite and dst.exists():  # appeared while we were writing
+            raise OutputExistsError(f"{dst} appeared while it was being written; not replaced")
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(dst: str | Path, data: bytes, *, overwrite: bool = False) -> Path:
+    """Write ``data`` to ``dst`` atomically; see :func:`atomic_path`."""
+    with atomic_path(dst, overwrite=overwrite) as tmp:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    return Path(dst)
+
+
+def atomic_write_text(dst: str | Path, text: str, *, overwrite: bool = False) -> Path:
+    """Write ``text`` (UTF-8) to ``dst`` atomically; see :func:`atomic_path`."""
+    return atomic_write_bytes(dst, text.encode("utf-8"), overwrite=overwrite)

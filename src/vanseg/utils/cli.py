@@ -1,0 +1,63 @@
+"""One error style for every entry point: ``train.py``, ``eval.py``, ``predict.py`` and tools.
+
+A :class:`vanseg.errors.VansegError` is printed as ``<prog>: error: <message>`` on stderr and
+the process exits with status 2 (:data:`vanseg.errors.USER_ERROR_EXIT`), with no traceback.
+Any other exception is a bug and keeps its traceback. ``VANSEG_DEBUG=1`` re-raises user errors
+too, to show where they came from.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+from vanseg.errors import USER_ERROR_EXIT, VansegError
+
+__all__ = ["DEBUG_ENV", "debug_enabled", "format_error", "user_errors"]
+
+#: Environment switch that shows tracebacks of user errors.
+DEBUG_ENV = "VANSEG_DEBUG"
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def debug_enabled() -> bool:
+    """Whether ``VANSEG_DEBUG`` asks for tracebacks (any value but empty, 0, false, no)."""
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def format_error(prog: str, err: BaseException) -> str:
+    """``<prog>: error: <first line>``; further lines of the message are indented below it."""
+    lines = str(err).strip().splitlines() or [type(err).__name__]
+    return "\n".join([f"{prog}: error: {lines[0]}", *(f"  {line}" for line in lines[1:])])
+
+
+def user_errors(prog: str) -> Callable[[F], F]:
+    """Decorate an entry point so that user errors end it in one style with exit status 2.
+
+    Put it *below* ``@hydra.main`` so that it runs inside the Hydra job (Hydra would otherwise
+    print its own traceback and exit with status 1).
+
+    Args:
+        prog: The command as users type it, e.g. ``"train.py"`` or
+            ``"python -m vanseg.tools.convert"``.
+    """
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except VansegError as err:
+                if debug_enabled():
+                    raise
+                sys.stdout.flush()
+                print(format_error(prog, err), file=sys.stderr, flush=True)
+                raise SystemExit(USER_ERROR_EXIT) from None
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

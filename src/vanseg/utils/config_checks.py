@@ -1,0 +1,112 @@
+"""Checks of a composed training config, run right after composition (before data or models).
+
+Types and ranges that would otherwise fail late (``trainer.max_steps=abc`` after data
+preparation and model building, as a long traceback) or silently (a batch size of 0, CPU
+processes started for ``trainer.devices=8`` on a machine without GPUs) are reported together,
+one line each, as a `vanseg.errors.ConfigError`. Called by entry points only: it reads the
+Hydra config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from vanseg.errors import ConfigError
+
+__all__ = ["check_devices_exist", "check_train_config"]
+
+_MISSING = object()
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _pair(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(check(x) for x in v)
+
+
+#: key -> (test, what the value must be). Absent keys are not checked.
+_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "seed": (_int, "an integer"),
+    "trainer.max_steps": (lambda v: _int(v) and (v > 0 or v == -1), "a positive integer (or -1)"),
+    "trainer.val_check_interval": (
+        lambda v: v is None or (_int(v) and v > 0) or (isinstance(v, float) and 0 < v <= 1),
+        "a positive number of steps (or a fraction in (0, 1])",
+    ),
+    "trainer.log_every_n_steps": (lambda v: _int(v) and v > 0, "a positive integer"),
+    "trainer.accumulate_grad_batches": (lambda v: _int(v) and v > 0, "a positive integer"),
+    "trainer.num_nodes": (lambda v: _int(v) and v > 0, "a positive integer"),
+    "trainer.devices": (
+        lambda v: v == "auto" or (_int(v) and (v > 0 or v == -1)) or isinstance(v, (list, str)),
+        "a positive integer, -1, auto or a list of device ids",
+    ),
+    "data.num_classes": (lambda v: _int(v) and 0 < v <= 255, "an integer in 1..255"),
+    "data.batch_size_per_gpu": (lambda v: _int(v) and v > 0, "a positive integer"),
+    "data.val_batch_size": (lambda v: _int(v) and v > 0, "a positive integer"),
+    "data.num_workers": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
+    "data.crop_size": (_pair(lambda x: _int(x) and x > 0), "two positive integers [H, W]"),
+    "data.scale": (_pair(lambda x: _int(x) and x > 0), "two positive integers [long, short]"),
+    "data.ratio_range": (
+        lambda v: _pair(lambda x: _number(x) and x > 0)(v) and v[0] <= v[1],
+        "two positive numbers [low, high] with low <= high",
+    ),
+    "data.verify": (lambda v: v in ("headers", "full", "off"), "one of headers|full|off"),
+    "optimizer.lr": (lambda v: _number(v) and v > 0, "a positive number"),
+}
+
+
+def _value(cfg: DictConfig, key: str) -> Any:
+    value = OmegaConf.select(cfg, key, default=_MISSING, throw_on_missing=True)
+    if OmegaConf.is_config(value):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+def check_devices_exist(trainer: DictConfig | dict, gpus: int | None = None) -> None:
+    """Refuse device counts the machine cannot meet, instead of starting CPU processes.
+
+    ``accelerator: auto`` with ``devices: N > 1`` and no GPU would start N CPU processes; that
+    is available on purpose as ``trainer=ddp_cpu``.
+    """
+    gpus = torch.cuda.device_count() if gpus is None else gpus
+    accelerator, devices = str(trainer.get("accelerator", "auto")), trainer.get("devices", 1)
+    if not _int(devices) or devices <= 1 and devices != -1:
+        return
+    wants_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and devices > 1)
+    if wants_gpu and gpus < max(devices, 1):
+        raise ConfigError(
+            f"trainer.devices={devices} asks for {'all' if devices == -1 else devices} GPUs but "
+            f"this machine has {gpus}. Use trainer.devices<={max(gpus, 1)}, or trainer=ddp_cpu "
+            f"trainer.devices={abs(devices)} to train with CPU processes on purpose."
+        )
+
+
+def check_train_config(cfg: DictConfig, gpus: int | None = None) -> None:
+    """Check the values `vanseg.tasks.train` relies on; all problems in one `ConfigError`."""
+    problems = []
+    for key, (test, must) in _RULES.items():
+        try:
+            value = _value(cfg, key)
+        except OmegaConfBaseException as err:
+            problems.append(f"{key}: {str(err).splitlines()[0]}")
+            continue
+        if value is not _MISSING and not test(value):
+            problems.append(f"{key}={value!r} must be {must}")
+    if problems:
+        raise ConfigError(
+            "invalid option value(s): "
+            + "; ".join(problems)
+            + ". Fix them on the command line (key=value) or in the config file."
+        )
+    if cfg.get("trainer") is not None:
+        check_devices_exist(cfg.trainer, gpus)

@@ -1,0 +1,58 @@
+"""One error style for user errors: ``<prog>: error: <message>``, exit status 2, no traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from vanseg.errors import USER_ERROR_EXIT, ConfigError, VansegError
+from vanseg.utils.cli import user_errors
+
+
+@user_errors("tool.py")
+def _fails(error: Exception) -> None:
+    raise error
+
+
+def test_user_error_is_one_line_and_exit_2(capsys, monkeypatch) -> None:
+    monkeypatch.delenv("VANSEG_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        _fails(ConfigError("data.batch_size_per_gpu=0 must be a positive integer"))
+    assert exit_info.value.code == USER_ERROR_EXIT == 2
+    err = capsys.readouterr().err
+    assert err == "tool.py: error: data.batch_size_per_gpu=0 must be a positive integer\n"
+
+
+def test_debug_switch_shows_the_traceback(monkeypatch) -> None:
+    monkeypatch.setenv("VANSEG_DEBUG", "1")
+    with pytest.raises(ConfigError):
+        _fails(ConfigError("bad"))
+
+
+def test_bugs_keep_their_traceback(monkeypatch) -> None:
+    monkeypatch.delenv("VANSEG_DEBUG", raising=False)
+    with pytest.raises(ZeroDivisionError):
+        _fails(ZeroDivisionError("a bug"))
+
+
+def test_every_error_class_is_a_user_error() -> None:
+    from vanseg.data.ade20k import DatasetError, DatasetNotFoundError
+    from vanseg.data.download import DownloadError
+    from vanseg.evaluation.evaluate import EvalError
+    from vanseg.evaluation.predict import PredictError
+    from vanseg.models.pretrained import CheckpointError
+    from vanseg.tasks import ConfigError as TasksConfigError
+    from vanseg.tools.export import ExportError
+    from vanseg.utils.atomic import OutputExistsError
+
+    for cls in (
+        DatasetError,
+        DatasetNotFoundError,
+        DownloadError,
+        EvalError,
+        PredictError,
+        CheckpointError,
+        TasksConfigError,
+        ExportError,
+        OutputExistsError,
+    ):
+        assert issubclass(cls, VansegError), cls
