@@ -1,4 +1,4 @@
-"""Whole / slide / multi-scale + flip inference (REFERENCE.md §8, PITFALLS.md C)."""
+"""Whole / slide / multi-scale + flip inference (docs/reference.md §8, docs/pitfalls.md C)."""
 
 from __future__ import annotations
 

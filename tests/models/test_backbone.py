@@ -1,4 +1,4 @@
-"""VAN backbone: sizes against REFERENCE.md, shapes, strides, timm features."""
+"""VAN backbone: sizes against docs/reference.md, shapes, strides, timm features."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 import vanseg.models as m
 from vanseg.models.backbones.van import checkpoint_filter_fn
 
-# REFERENCE.md §1 (backbone params) and §2 (state-dict entry counts).
+# docs/reference.md §1 (backbone params) and §2 (state-dict entry counts).
 SIZES = {
     "van_tiny": (3_848_800, 400, (32, 64, 160, 256)),
     "van_small": (13_348_800, 316, (64, 128, 320, 512)),

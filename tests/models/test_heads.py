@@ -1,4 +1,4 @@
-"""Every backbone x head: shapes, backward, and exact parameter counts (REFERENCE.md §1)."""
+"""Every backbone x head: shapes, backward, and exact parameter counts (docs/reference.md §1)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ NARROW = {
 }
 HEAD_STRIDE = {"light_ham": 8, "light_ham_d256": 8, "hamnet": 8, "upernet": 4, "fpn": 4}
 
-# REFERENCE.md §1: (params_all, params_no_aux) of the 17 published configurations.
+# docs/reference.md §1: (params_all, params_no_aux) of the 17 published configurations.
 PUBLISHED_PARAMS = {
     ("van_tiny", "light_ham_d256"): (4_208_630, 4_208_630),
     ("van_tiny", "light_ham"): (4_866_134, 4_866_134),
@@ -64,7 +64,7 @@ def test_every_backbone_composes_with_every_head(backbone: str, head: str) -> No
 
 
 def test_large_drop_path_follows_the_head_recipe() -> None:
-    # REFERENCE.md §3.6: 0.25 for Light-Ham and HamNet, 0.1 for UperNet and FPN.
+    # docs/reference.md §3.6: 0.25 for Light-Ham and HamNet, 0.1 for UperNet and FPN.
     for head, rate in [("light_ham", 0.25), ("hamnet", 0.25), ("upernet", 0.1), ("fpn", 0.1)]:
         with torch.device("meta"):
             model = vanseg.build_model("van_large", head)

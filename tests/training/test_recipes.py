@@ -13,7 +13,7 @@ from vanseg.training.optim import param_groups
 from vanseg.training.schedules import poly_factor, poly_with_warmup
 from vanseg.utils.config import compose_config, config_dir
 
-# REFERENCE.md §7: the original hook's learning rates.
+# docs/reference.md §7: the original hook's learning rates.
 LIGHT_HAM_TINY_LR = {
     0: 6e-11,
     750: 2.98594e-5,
@@ -77,7 +77,7 @@ def test_head_recipes(head: str, batch: int) -> None:
 
 
 def test_original_weight_decay_groups() -> None:
-    # REFERENCE.md §3.10: only backbone BN/LN are exempt; 8,448 parameters for tiny.
+    # docs/reference.md §3.10: only backbone BN/LN are exempt; 8,448 parameters for tiny.
     model = vanseg.build_model("van_tiny", "light_ham")
     decay, no_decay = param_groups(model, "original")
     assert sum(p.numel() for p in no_decay["params"]) == 8448

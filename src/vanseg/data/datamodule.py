@@ -3,10 +3,10 @@
 Batches are dicts ``{"image": float32 (B, 3, H, W), "mask": int64 (B, H, W), "name": list[str]}``
 with ``ignore_index`` (255) marking ignored pixels. Training batches are aligned 512x512 crops;
 validation/test batches hold the resized image and the mask at its original resolution, one
-image per batch by default (sizes differ, PITFALLS.md B3).
+image per batch by default (sizes differ, docs/pitfalls.md B3).
 
 Samplers are chosen here, so the Trainer must not replace them: build it with
-``use_distributed_sampler=False`` (PITFALLS.md B1). Training uses `InfiniteSampler` (run by
+``use_distributed_sampler=False`` (docs/pitfalls.md B1). Training uses `InfiniteSampler` (run by
 ``max_steps``; the DataLoader has no length); evaluation uses `ShardSampler` (every image exactly
 once across ranks).
 """

@@ -9,7 +9,7 @@ augmentation of that item with ``sample_seed``, which makes a sample bitwise rep
 just starting the stream at the number of samples a rank has consumed (``start``).
 
 `ShardSampler` splits an evaluation set into contiguous, sorted, non-overlapping shards with
-no padding, unlike ``DistributedSampler``, which repeats samples (PITFALLS.md B1).
+no padding, unlike ``DistributedSampler``, which repeats samples (docs/pitfalls.md B1).
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ class ShardSampler(Sampler[int]):
         world_size: Number of processes; default from ``torch.distributed``.
 
     Raises:
-        ValueError: Fewer samples than ranks (every rank needs one, PITFALLS.md B2).
+        ValueError: Fewer samples than ranks (every rank needs one, docs/pitfalls.md B2).
     """
 
     def __init__(self, size: int, rank: int | None = None, world_size: int | None = None) -> None:

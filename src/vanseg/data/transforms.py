@@ -1,6 +1,6 @@
 """Training and evaluation transforms equivalent to the original mmseg 0.21 ADE20K pipeline.
 
-Train (REFERENCE.md §8, PITFALLS.md E): keep-ratio random rescale -> random crop with
+Train (docs/reference.md §8, docs/pitfalls.md E): keep-ratio random rescale -> random crop with
 ``cat_max_ratio`` -> horizontal flip -> photometric distortion (uint8) -> normalise -> pad
 bottom/right (image 0 after normalisation, label ``ignore_index``). Albumentations provides the
 flip, the normalisation and the pad; the steps it does not reproduce exactly are small custom
@@ -9,7 +9,7 @@ generators (one seeded stream per sample, see `TrainTransform`).
 
 Evaluation: keep-ratio resize into ``scale`` (short side 512 unless the long side would pass
 2048), an optional resize (not pad) to a multiple of ``size_divisor``, normalise. The label is
-returned untouched: metrics use the original-resolution annotation (PITFALLS.md C1).
+returned untouched: metrics use the original-resolution annotation (docs/pitfalls.md C1).
 
 Images are RGB here while the original works on BGR; the colour-space conversions below use the
 RGB codes, so every step gives the original's result for the same pixels.
@@ -41,7 +41,7 @@ __all__ = [
     "resize_to_multiple_size",
 ]
 
-#: ImageNet mean/std in 0..255 RGB units, as in the original ``Normalize`` (REFERENCE.md §8).
+#: ImageNet mean/std in 0..255 RGB units, as in the original ``Normalize`` (docs/reference.md §8).
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 
@@ -320,7 +320,7 @@ class PhotoMetricDistortion(A.ImageOnlyTransform):
 
 
 class TrainTransform:
-    """The full training pipeline (REFERENCE.md §8 steps 3-8) as one callable.
+    """The full training pipeline (docs/reference.md §8 steps 3-8) as one callable.
 
     ``transform(image, mask, seed)`` takes an RGB uint8 image ``(H, W, 3)`` and a uint8 label
     ``(H, W)`` already reduced, and returns a float32 image ``(crop_h, crop_w, 3)`` and a uint8
@@ -374,7 +374,7 @@ class TrainTransform:
                 ),
                 # max_pixel_value=1: mean/std are already in 0..255 units.
                 A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=1.0),
-                # After Normalize, so padded pixels are 0 in normalised space (PITFALLS.md E).
+                # After Normalize, so padded pixels are 0 in normalised space (docs/pitfalls.md E).
                 A.PadIfNeeded(
                     min_height=crop_h,
                     min_width=crop_w,

@@ -5,9 +5,9 @@ config is, in this order: the command line's ``data=<choice>`` if given, else th
 stored in a training checkpoint (with any ``data.<key>=...`` overrides applied to it), else the
 default ``data`` of ``conf/eval.yaml`` (ADE20K). Images and labels are read at their original
 resolution; the inference functions (`vanseg.evaluation.inference`) resize the image and bring
-the probabilities back to the label size (PITFALLS.md C1).
+the probabilities back to the label size (docs/pitfalls.md C1).
 
-Protocols (REFERENCE.md §8): whole image, keep-ratio into ``data.eval_scale`` and resized to a
+Protocols (docs/reference.md §8): whole image, keep-ratio into ``data.eval_scale`` and resized to a
 multiple of ``data.test_size_divisor`` (32 for the ``ade20k.py`` test pipeline, none for
 HamNet's); ``tta=ms_flip`` (ratios 0.5..1.75 x flip, probabilities averaged);
 ``inference.mode=slide`` (512 crops, stride 341, logits averaged over overlaps).

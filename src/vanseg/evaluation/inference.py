@@ -1,7 +1,7 @@
 """Test-time inference as the original runs it: whole image or sliding window, optional TTA.
 
 One set of pure functions serves validation during training, ``eval.py``, ``predict.py`` and
-the tools (REFERENCE.md §8, PITFALLS.md C). Every function returns class *probabilities*
+the tools (docs/reference.md §8, docs/pitfalls.md C). Every function returns class *probabilities*
 ``(B, K, H, W)`` at the requested output size (the original image / label size), like mmseg's
 ``EncoderDecoder.inference``, which always applies a softmax; argmax gives the prediction.
 

@@ -98,7 +98,7 @@ def load_pretrained_backbone(
     """Load an ImageNet checkpoint of the original VAN classification repository.
 
     The file holds the backbone keys without prefix plus the classifier ``head.*``, usually
-    under ``state_dict`` (REFERENCE.md §2). The classifier is dropped and reported; any
+    under ``state_dict`` (docs/reference.md §2). The classifier is dropped and reported; any
     other missing, unexpected or mis-shaped key is an error.
 
     Returns:

@@ -1,6 +1,6 @@
 """Registers the VAN backbones with timm (``timm.create_model("van_tiny", features_only=True)``).
 
-timm ships no VAN (PITFALLS.md I1), so these names are new to its registry. The sizes are
+timm ships no VAN (docs/pitfalls.md I1), so these names are new to its registry. The sizes are
 also registered under the classification repository's names ``van_b0``..``van_b3``.
 """
 

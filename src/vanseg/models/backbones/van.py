@@ -2,7 +2,7 @@
 
 Guo et al., "Visual Attention Network", arXiv:2202.09741. Written from the description of
 the segmentation backbone in Visual-Attention-Network/VAN-Segmentation (``van.py``, commit
-``e2d51cd``; REFERENCE.md §4). Differences from the original code: stages are modules of a
+``e2d51cd``; docs/reference.md §4). Differences from the original code: stages are modules of a
 ``ModuleList`` instead of ``patch_embed{s}``/``block{s}``/``norm{s}`` attributes (the key
 renaming is :func:`checkpoint_filter_fn`), per-stage strides are an argument, the
 drop-path rate is configurable for every size, and unused PVT arguments are gone.
@@ -28,7 +28,7 @@ __all__ = [
     "van_test",
 ]
 
-#: (embed dims, depths) per size; mlp ratios are (8, 8, 4, 4) for all (REFERENCE.md §2).
+#: (embed dims, depths) per size; mlp ratios are (8, 8, 4, 4) for all (docs/reference.md §2).
 VAN_SIZES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
     "van_tiny": ((32, 64, 160, 256), (3, 3, 5, 2)),
     "van_small": ((64, 128, 320, 512), (2, 2, 4, 2)),
