@@ -84,20 +84,37 @@ def test_drop_path_schedule() -> None:
 
 def test_checkpoint_filter_fn_renames_original_keys() -> None:
     x = torch.zeros(1)
-    out = checkpoint_filter_fn(
-        {
-            "patch_embed1.proj.weight": x,
-            "block3.4.attn.spatial_gating_unit.conv1.bias": x,
-            "norm4.weight": x,
-            "head.weight": x,
-        }
-    )
+    original = {
+        "module.patch_embed1.proj.weight": x,
+        "block3.4.attn.spatial_gating_unit.conv1.bias": x,
+        "norm4.weight": x,
+        "head.weight": x,  # the ImageNet classifier
+        "pos_embed": x,  # not a VAN key: passed on for the strict load to report
+    }
+    out = checkpoint_filter_fn(original, m.van_test())
     assert set(out) == {
         "stages.0.patch_embed.proj.weight",
         "stages.2.blocks.4.attn.spatial_gating_unit.conv1.bias",
         "stages.3.norm.weight",
-        "head.weight",
+        "pos_embed",
     }
+
+
+def test_forward_intermediates_norm_selects_before_or_after_the_stage_layernorm() -> None:
+    model = m.van_test().eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        after = model.forward_intermediates(x, intermediates_only=True)
+        before = model.forward_intermediates(x, norm=False, intermediates_only=True)
+        expected = model(x)
+    for got, want in zip(after, expected, strict=True):
+        torch.testing.assert_close(got, want)
+    for i, (raw, normed) in enumerate(zip(before, after, strict=True)):
+        # LayerNorm over channels: per pixel mean 0 and variance 1 before the affine part
+        # (weight 1, bias 0 at init) holds for the normalised maps only.
+        assert normed.mean(dim=1).abs().max() < 1e-4
+        assert raw.mean(dim=1).abs().max() > 1e-3, f"stage {i} looks normalised already"
+        torch.testing.assert_close(model.stages[i].normalize(raw), normed)
 
 
 @pytest.mark.parametrize("name", ["van_tiny", "van_b0"])

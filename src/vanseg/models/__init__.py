@@ -1,6 +1,5 @@
 """Models: the VAN backbone, decode heads and the segmentor (short import paths for configs)."""
 
-from vanseg.models import timm_registry  # noqa: F401  (registers van_* with timm)
 from vanseg.models.backbones.van import (
     VAN,
     checkpoint_filter_fn,

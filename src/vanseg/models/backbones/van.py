@@ -6,20 +6,26 @@ the segmentation backbone in Visual-Attention-Network/VAN-Segmentation (``van.py
 ``ModuleList`` instead of ``patch_embed{s}``/``block{s}``/``norm{s}`` attributes (the key
 renaming is :func:`checkpoint_filter_fn`), per-stage strides are an argument, the
 drop-path rate is configurable for every size, and unused PVT arguments are gone.
+
+The variants are registered with timm (``timm.create_model("van_tiny", features_only=True)``)
+under names timm does not use (docs/pitfalls.md I1), also as ``van_b0``..``van_b3``, the
+classification repository's names. Weights are local files, never downloaded.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
 __all__ = [
     "VAN",
-    "VAN_SIZES",
+    "CLASSIFIER_PREFIX",
     "checkpoint_filter_fn",
     "van_tiny",
     "van_small",
@@ -28,15 +34,10 @@ __all__ = [
     "van_test",
 ]
 
-#: (embed dims, depths) per size; mlp ratios are (8, 8, 4, 4) for all (docs/reference.md §2).
-VAN_SIZES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
-    "van_tiny": ((32, 64, 160, 256), (3, 3, 5, 2)),
-    "van_small": ((64, 128, 320, 512), (2, 2, 4, 2)),
-    "van_base": ((64, 128, 320, 512), (3, 3, 12, 3)),
-    "van_large": ((64, 128, 320, 512), (3, 5, 27, 3)),
-    "van_test": ((32, 32, 64, 64), (1, 1, 1, 1)),
-}
+#: MLP ratios of every size (docs/reference.md §2).
 MLP_RATIOS = (8, 8, 4, 4)
+#: Keys of the ImageNet classifier in the original classification checkpoints.
+CLASSIFIER_PREFIX = "head."
 
 
 class Mlp(nn.Module):
@@ -142,7 +143,14 @@ class Stage(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=1e-6)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.blocks(self.patch_embed(x))
+        return self.normalize(self.forward_blocks(x))
+
+    def forward_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch embedding and blocks: the stage's map before its LayerNorm."""
+        return self.blocks(self.patch_embed(x))
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """The stage's closing LayerNorm over channels, (B, C, H, W) -> (B, C, H, W)."""
         b, c, h, w = x.shape
         # LayerNorm in the token layout, as the original does (same numbers, same MACs).
         x = self.norm(x.flatten(2).transpose(1, 2))  # (B, H*W, C)
@@ -201,7 +209,7 @@ class VAN(nn.Module):
         self.strides: tuple[int, ...] = tuple(
             math.prod(strides[: i + 1]) for i in range(len(strides))
         )
-        # timm feature contract (see vanseg.models.timm_registry)
+        # timm's feature contract, also read by the Segmentor for the head widths.
         self.feature_info = [
             dict(num_chs=c, reduction=r, module=f"stages.{i}")
             for i, (c, r) in enumerate(zip(self.out_channels, self.strides, strict=True))
@@ -220,12 +228,26 @@ class VAN(nn.Module):
         self,
         x: torch.Tensor,
         indices: int | Sequence[int] | None = None,
-        norm: bool = False,
+        norm: bool = True,
         stop_early: bool = False,
         output_fmt: str = "NCHW",
         intermediates_only: bool = False,
     ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """timm's feature-extraction API: the selected stage maps (after each LayerNorm)."""
+        """timm's feature-extraction API: the selected stage maps.
+
+        Args:
+            x: Images (B, 3, H, W).
+            indices: Stages to return: all (None), the last n (int) or these indices.
+            norm: Return each map after its stage's LayerNorm (what :meth:`forward` returns
+                and the heads read) or, if False, before it. Later stages always consume the
+                normalised map, as in the original.
+            stop_early: Stop after the last requested stage.
+            output_fmt: Only ``"NCHW"``.
+            intermediates_only: Return only the list of maps.
+
+        Returns:
+            The maps, or ``(final map, maps)``.
+        """
         if output_fmt != "NCHW":
             raise ValueError(f"VAN returns NCHW features only, got output_fmt={output_fmt!r}")
         n = len(self.stages)
@@ -237,9 +259,10 @@ class VAN(nn.Module):
             take = [i % n for i in indices]
         intermediates = []
         for i, stage in enumerate(self.stages):
-            x = stage(x)
+            before_norm = stage.forward_blocks(x)
+            x = stage.normalize(before_norm)
             if i in take:
-                intermediates.append(x)
+                intermediates.append(x if norm else before_norm)
             if stop_early and i >= max(take):
                 break
         if intermediates_only:
@@ -259,15 +282,28 @@ def _init_weights(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
-def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename original VAN keys (``patch_embed{s}``, ``block{s}.{i}``, ``norm{s}``) to ours.
+def checkpoint_filter_fn(
+    state_dict: Mapping[str, torch.Tensor], model: nn.Module | None = None
+) -> dict[str, torch.Tensor]:
+    """Map an original VAN state dict to this module's keys (the one place that does it).
 
-    Works on the backbone keys of the classification and the segmentation checkpoints,
-    without any prefix. Keys that are not backbone keys (e.g. the classifier ``head.*``)
-    are returned unchanged so the caller can report them.
+    Accepts the keys of the classification checkpoints and the backbone keys of the
+    segmentation checkpoints (without ``backbone.``): strips a ``module.`` prefix, drops the
+    ImageNet classifier ``head.*`` and renames ``patch_embed{s}``, ``block{s}.{i}`` and
+    ``norm{s}`` to ``stages.{s-1}.patch_embed``, ``.blocks.{i}`` and ``.norm``. Any other key
+    is returned unchanged so that a strict load reports it.
+
+    Args:
+        state_dict: Tensors by original key (already unwrapped from ``state_dict``).
+        model: The model the weights are for (timm's filter signature). The classifier is
+            kept only if this model has a ``head`` of its own; a VAN backbone has none.
     """
+    keep_classifier = model is not None and hasattr(model, CLASSIFIER_PREFIX.rstrip("."))
     out = {}
     for key, value in state_dict.items():
+        key = key.removeprefix("module.")
+        if key.startswith(CLASSIFIER_PREFIX) and not keep_classifier:
+            continue
         out[_rename_backbone_key(key)] = value
     return out
 
@@ -281,72 +317,119 @@ def _rename_backbone_key(key: str) -> str:
     return key
 
 
-def _van(size: str, pretrained: str | None, unsafe_load: bool, **kwargs) -> VAN:
-    dims, depths = VAN_SIZES[size]
-    model = VAN(embed_dims=dims, depths=depths, **kwargs)
-    if pretrained:
+def _build_van(pretrained_file: str | None = None, unsafe_load: bool = False, **kwargs) -> VAN:
+    """``VAN(**kwargs)``, then the ImageNet weights of ``pretrained_file`` if given."""
+    model = VAN(**kwargs)
+    if pretrained_file:
         from vanseg.models.pretrained import load_pretrained_backbone
 
-        load_pretrained_backbone(model, pretrained, unsafe_load=unsafe_load)
+        load_pretrained_backbone(model, pretrained_file, unsafe_load=unsafe_load)
     return model
 
 
-def van_tiny(
-    pretrained: str | None = None,
-    unsafe_load: bool = False,
-    strides: Sequence[int] = (4, 2, 2, 2),
-    drop_path_rate: float = 0.1,
-) -> VAN:
-    """VAN-Tiny (VAN-B0): dims (32, 64, 160, 256), depths (3, 3, 5, 2), 3.85M params.
+def _create_van(variant: str, pretrained: bool | str | None = None, **kwargs) -> VAN:
+    """Build a registered variant through timm's builder (``features_only`` works too).
 
     Args:
-        pretrained: Path of an ImageNet checkpoint of the original VAN classification repo.
-        unsafe_load: Allow full unpickling of ``pretrained`` (only for files you trust).
-        strides: Per-stage patch-embedding strides.
-        drop_path_rate: Stochastic depth of the last block.
+        variant: Registered name, e.g. ``"van_tiny"``.
+        pretrained: Path of an ImageNet checkpoint of the original VAN classification
+            repository, or None/False for random weights.
+        **kwargs: :class:`VAN` arguments, ``unsafe_load`` (allow full unpickling of
+            ``pretrained``; trusted files only) and timm's builder options.
     """
-    return _van("van_tiny", pretrained, unsafe_load, strides=strides, drop_path_rate=drop_path_rate)
+    if pretrained is True:
+        raise ValueError(
+            f"{variant}: vanseg downloads no weights. Pass pretrained=<path of a VAN "
+            "classification checkpoint, e.g. van_tiny_754.pth.tar> or pretrained=None."
+        )
+    return build_model_with_cfg(
+        _build_van,
+        variant,
+        pretrained=False,
+        kwargs_filter=("num_classes",),  # a backbone without classifier
+        feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3), norm=True),
+        pretrained_file=str(pretrained) if pretrained else None,
+        **kwargs,
+    )
 
 
-def van_small(
-    pretrained: str | None = None,
-    unsafe_load: bool = False,
-    strides: Sequence[int] = (4, 2, 2, 2),
-    drop_path_rate: float = 0.1,
-) -> VAN:
+def _cfg() -> dict:
+    return dict(
+        num_classes=0,
+        input_size=(3, 512, 512),
+        mean=IMAGENET_DEFAULT_MEAN,
+        std=IMAGENET_DEFAULT_STD,
+    )
+
+
+# Read by timm's register_model from this module; no URLs: weights are local files.
+default_cfgs = generate_default_cfgs(
+    {
+        name: _cfg()
+        for name in ("van_tiny", "van_small", "van_base", "van_large", "van_test")
+        + ("van_b0", "van_b1", "van_b2", "van_b3")
+    }
+)
+
+
+@register_model
+def van_tiny(pretrained: bool | str | None = None, **kwargs) -> VAN:
+    """VAN-Tiny (VAN-B0): dims (32, 64, 160, 256), depths (3, 3, 5, 2), 3.85M params.
+
+    ``pretrained`` and ``**kwargs`` as in :func:`_create_van` (``strides``,
+    ``drop_path_rate``, ``unsafe_load``, ...).
+    """
+    model_args = dict(embed_dims=(32, 64, 160, 256), depths=(3, 3, 5, 2))
+    return _create_van("van_tiny", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def van_small(pretrained: bool | str | None = None, **kwargs) -> VAN:
     """VAN-Small (VAN-B1): dims (64, 128, 320, 512), depths (2, 2, 4, 2). Args as van_tiny."""
-    return _van(
-        "van_small", pretrained, unsafe_load, strides=strides, drop_path_rate=drop_path_rate
-    )
+    model_args = dict(embed_dims=(64, 128, 320, 512), depths=(2, 2, 4, 2))
+    return _create_van("van_small", pretrained, **dict(model_args, **kwargs))
 
 
-def van_base(
-    pretrained: str | None = None,
-    unsafe_load: bool = False,
-    strides: Sequence[int] = (4, 2, 2, 2),
-    drop_path_rate: float = 0.1,
-) -> VAN:
+@register_model
+def van_base(pretrained: bool | str | None = None, **kwargs) -> VAN:
     """VAN-Base (VAN-B2): dims (64, 128, 320, 512), depths (3, 3, 12, 3). Args as van_tiny."""
-    return _van("van_base", pretrained, unsafe_load, strides=strides, drop_path_rate=drop_path_rate)
+    model_args = dict(embed_dims=(64, 128, 320, 512), depths=(3, 3, 12, 3))
+    return _create_van("van_base", pretrained, **dict(model_args, **kwargs))
 
 
-def van_large(
-    pretrained: str | None = None,
-    unsafe_load: bool = False,
-    strides: Sequence[int] = (4, 2, 2, 2),
-    drop_path_rate: float = 0.1,
-) -> VAN:
+@register_model
+def van_large(pretrained: bool | str | None = None, **kwargs) -> VAN:
     """VAN-Large (VAN-B3): dims (64, 128, 320, 512), depths (3, 5, 27, 3). Args as van_tiny."""
-    return _van(
-        "van_large", pretrained, unsafe_load, strides=strides, drop_path_rate=drop_path_rate
-    )
+    model_args = dict(embed_dims=(64, 128, 320, 512), depths=(3, 5, 27, 3))
+    return _create_van("van_large", pretrained, **dict(model_args, **kwargs))
 
 
-def van_test(
-    pretrained: str | None = None,
-    unsafe_load: bool = False,
-    strides: Sequence[int] = (4, 2, 2, 2),
-    drop_path_rate: float = 0.0,
-) -> VAN:
+@register_model
+def van_test(pretrained: bool | str | None = None, **kwargs) -> VAN:
     """Tiny VAN for tests and smoke runs: dims (32, 32, 64, 64), one block per stage."""
-    return _van("van_test", pretrained, unsafe_load, strides=strides, drop_path_rate=drop_path_rate)
+    model_args = dict(embed_dims=(32, 32, 64, 64), depths=(1, 1, 1, 1), drop_path_rate=0.0)
+    return _create_van("van_test", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def van_b0(pretrained: bool | str | None = None, **kwargs) -> VAN:
+    """The classification repository's name for :func:`van_tiny`."""
+    return van_tiny(pretrained, **kwargs)
+
+
+@register_model
+def van_b1(pretrained: bool | str | None = None, **kwargs) -> VAN:
+    """The classification repository's name for :func:`van_small`."""
+    return van_small(pretrained, **kwargs)
+
+
+@register_model
+def van_b2(pretrained: bool | str | None = None, **kwargs) -> VAN:
+    """The classification repository's name for :func:`van_base`."""
+    return van_base(pretrained, **kwargs)
+
+
+@register_model
+def van_b3(pretrained: bool | str | None = None, **kwargs) -> VAN:
+    """The classification repository's name for :func:`van_large`."""
+    return van_large(pretrained, **kwargs)
