@@ -6,9 +6,11 @@ import pytest
 import torch
 
 import vanseg
+from tests.conftest import config_options
 from vanseg.models.heads.base import DecodeHead
 
-HEADS = ["light_ham", "light_ham_d256", "hamnet", "upernet", "fpn"]
+HEADS = config_options("head")
+VAN_BACKBONES = [b for b in config_options("backbone") if b.startswith("van_")]
 HAS_AUX = {"hamnet", "upernet"}
 # Narrow heads keep the shape tests fast; widths are checked by the parameter counts above.
 NARROW = {
@@ -51,7 +53,7 @@ def test_published_parameter_counts(backbone: str, head: str) -> None:
     assert (total, total - aux) == PUBLISHED_PARAMS[(backbone, head)]
 
 
-@pytest.mark.parametrize("backbone", ["van_small", "van_large"])
+@pytest.mark.parametrize("backbone", VAN_BACKBONES)
 @pytest.mark.parametrize("head", HEADS)
 def test_every_backbone_composes_with_every_head(backbone: str, head: str) -> None:
     with torch.device("meta"):
