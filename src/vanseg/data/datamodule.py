@@ -23,10 +23,11 @@ from torch.utils.data import DataLoader
 
 from vanseg.data.ade20k import ADE20KDataset, find_pairs
 from vanseg.data.classes import Color, resolve_class_names, resolve_palette
-from vanseg.data.sampler import InfiniteSampler, ShardSampler, dist_rank_and_world_size
+from vanseg.data.sampler import InfiniteSampler, ShardSampler
 from vanseg.data.synthetic import SyntheticSpec, ensure_synthetic_dataset, synthetic_class_names
 from vanseg.data.synthetic import synthetic_root as _synthetic_root
 from vanseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, TrainTransform
+from vanseg.utils.distributed import rank_and_world_size
 
 __all__ = ["ADE20KDataModule", "SyntheticDataModule"]
 
@@ -189,7 +190,7 @@ class ADE20KDataModule(pl.LightningDataModule):
             raise RuntimeError(f"Call setup() before asking for the {split} dataloader.")
         dataset = self.datasets[split]
         if split == "train":
-            rank, world_size = dist_rank_and_world_size(self.rank, self.world_size)
+            rank, world_size = rank_and_world_size(self.rank, self.world_size)
             start = self.train_samples_seen // world_size
             sampler: Any = InfiniteSampler(len(dataset), self.seed, True, rank, world_size, start)
             batch_size = self.batch_size_per_gpu
