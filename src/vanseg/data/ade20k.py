@@ -22,6 +22,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from vanseg.data.classes import ADE20K_NUM_CLASSES, IGNORE_INDEX
+
 __all__ = [
     "ADE20KDataset",
     "DatasetError",
@@ -171,7 +173,7 @@ def load_image(path: str | Path) -> np.ndarray:
         ) from err
 
 
-def reduce_zero_label(label: np.ndarray, ignore_index: int = 255) -> np.ndarray:
+def reduce_zero_label(label: np.ndarray, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
     """Map raw label 0 ("other") to ``ignore_index`` and ``k`` to ``k - 1``.
 
     A raw ``ignore_index`` stays ignored, as in mmseg (0 -> 255, 255 -> 254 -> 255). Apply it
@@ -194,7 +196,7 @@ def load_label(
     path: str | Path,
     num_classes: int,
     reduce_zero: bool,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
 ) -> np.ndarray:
     """Read a label PNG as class indices, reduce it if asked, and validate its values.
 
@@ -275,9 +277,9 @@ class ADE20KDataset(Dataset):
         root: str | Path,
         split: str = "training",
         *,
-        num_classes: int = 150,
+        num_classes: int = ADE20K_NUM_CLASSES,
         reduce_zero_label: bool = True,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_INDEX,
         transform: PairTransform | None = None,
         image_suffixes: Sequence[str] = (".jpg",),
         label_suffix: str = ".png",

@@ -30,6 +30,7 @@ from vanseg.data.ade20k import (
     scan_split,
     unpaired_message,
 )
+from vanseg.data.classes import IGNORE_INDEX
 
 __all__ = ["CheckReport", "check_dataset", "check_pair", "main"]
 
@@ -86,7 +87,7 @@ def check_dataset(
     root: str | Path,
     num_classes: int,
     reduce_zero_label: bool,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     splits: Sequence[str] = ("training", "validation"),
     image_suffixes: Sequence[str] = (".jpg",),
     label_suffix: str = ".png",

@@ -26,6 +26,8 @@ import albumentations as A
 import cv2
 import numpy as np
 
+from vanseg.data.classes import IGNORE_INDEX
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -44,6 +46,8 @@ __all__ = [
 #: ImageNet mean/std in 0..255 RGB units, as in the original ``Normalize`` (docs/reference.md §8).
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
+#: ``(long, short)`` edge bounds of ADE20K's resize at ratio 1, also the evaluation scale.
+ADE20K_SCALE = (2048, 512)
 
 
 def rescale_size(width: int, height: int, scale: Sequence[int]) -> tuple[int, int]:
@@ -82,7 +86,7 @@ class RandomRescale(A.DualTransform):
 
     def __init__(
         self,
-        scale: Sequence[int] = (2048, 512),
+        scale: Sequence[int] = ADE20K_SCALE,
         ratio_range: Sequence[float] = (0.5, 2.0),
         p: float = 1.0,
     ) -> None:
@@ -178,7 +182,7 @@ class RandomCropCatMax(A.DualTransform):
         self,
         crop_size: Sequence[int] = (512, 512),
         cat_max_ratio: float = 0.75,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_INDEX,
         max_checks: int = 10,
         p: float = 1.0,
     ) -> None:
@@ -347,7 +351,7 @@ class TrainTransform:
 
     def __init__(
         self,
-        scale: Sequence[int] = (2048, 512),
+        scale: Sequence[int] = ADE20K_SCALE,
         ratio_range: Sequence[float] = (0.5, 2.0),
         crop_size: Sequence[int] = (512, 512),
         cat_max_ratio: float = 0.75,
@@ -359,7 +363,7 @@ class TrainTransform:
         hue_delta: int = 18,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_INDEX,
         seed: int | None = None,
     ) -> None:
         crop_h, crop_w = int(crop_size[0]), int(crop_size[1])
@@ -414,7 +418,7 @@ class EvalTransform:
 
     def __init__(
         self,
-        scale: Sequence[int] | None = (2048, 512),
+        scale: Sequence[int] | None = ADE20K_SCALE,
         size_divisor: int | None = None,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
