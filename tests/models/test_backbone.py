@@ -124,3 +124,10 @@ def test_timm_features_only(name: str) -> None:
     assert model.feature_info.reduction() == [8, 16, 32]
     feats = model(torch.randn(1, 3, 64, 64))
     assert [tuple(f.shape[1:]) for f in feats] == [(64, 8, 8), (160, 4, 4), (256, 2, 2)]
+
+
+def test_timm_names_refuse_a_download_request() -> None:
+    # vanseg never downloads: pretrained=True (timm's flag) must name the local-file option.
+    with pytest.raises(ValueError, match="pretrained=<path"):
+        timm.create_model("van_b0", pretrained=True)
+    assert {"van_tiny", "van_b3", "van_test"} <= set(timm.list_models("van_*"))
