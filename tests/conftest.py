@@ -1,13 +1,33 @@
-"""Shared test fixtures (data only)."""
+"""Shared test fixtures: tiny datasets, one-thread runs, the config options of conf/."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def config_options(group: str) -> list[str]:
+    """The options of a ``conf/<group>`` config group, e.g. every head, sorted."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread; on a busy 2-core machine two threads crawl.
+
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def write_ade_layout(

@@ -49,7 +49,7 @@ def build_model_from_config(model_cfg: Mapping[str, Any]) -> Segmentor:
 def build_model(
     backbone: str = "van_tiny",
     head: str = "light_ham",
-    num_classes: int = 150,
+    num_classes: int | None = None,
     pretrained: str | None = None,
     overrides: Sequence[str] = (),
 ) -> Segmentor:
@@ -59,18 +59,20 @@ def build_model(
         backbone: A ``conf/backbone`` option (``van_tiny``..``van_large``, ``van_test``).
         head: A ``conf/head`` option (``light_ham``, ``light_ham_d256``, ``hamnet``,
             ``upernet``, ``fpn``).
-        num_classes: Output classes.
+        num_classes: Output classes; None keeps the data config's ``data.num_classes``
+            (150 with the default ``data=ade20k``).
         pretrained: ImageNet checkpoint of the backbone (VAN-Classification file); None
             builds without it (the training configs default to ``pretrained/van_*.pth.tar``).
         overrides: Further Hydra overrides, e.g. ``["backbone.pretrained=van_tiny_754.pth.tar"]``.
     """
     from vanseg.utils.config import compose_config, model_config
 
+    classes = [] if num_classes is None else [f"data.num_classes={num_classes}"]
     cfg = compose_config(
         [
             f"backbone={backbone}",
             f"head={head}",
-            f"data.num_classes={num_classes}",
+            *classes,
             f"backbone.pretrained={'null' if pretrained is None else pretrained}",
             *overrides,
         ]

@@ -55,13 +55,13 @@ def _check_devices(trainer_cfg: DictConfig) -> dict[str, Any]:
     if sync and not on_gpu:
         raise ConfigError(
             "trainer.sync_batchnorm=true needs GPUs: SyncBatchNorm cannot train "
-            "on CPU (PITFALLS.md H1). Set trainer.sync_batchnorm=false."
+            "on CPU (docs/pitfalls.md H1). Set trainer.sync_batchnorm=false."
         )
     return {"sync_batchnorm": sync}
 
 
 def _refuse_multirun_ddp(cfg: DictConfig) -> None:
-    """Hydra multirun + in-process DDP relaunches the sweep in every rank (PITFALLS.md F2)."""
+    """Hydra multirun + in-process DDP relaunches the sweep in every rank (docs/pitfalls.md F2)."""
     try:
         multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     except ValueError:  # not under @hydra.main

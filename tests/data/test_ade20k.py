@@ -44,7 +44,7 @@ def test_reduce_zero_label_on_a_tiny_png(tmp_path):
     raw = np.array([[0, 1, 2], [150, 255, 3]], np.uint8)
     path = save_png(tmp_path / "label.png", raw)
     label = load_label(path, num_classes=150, reduce_zero=True)
-    # 0 -> 255 (ignore), k -> k - 1, 255 stays 255 (REFERENCE.md §8 step 2)
+    # 0 -> 255 (ignore), k -> k - 1, 255 stays 255 (docs/reference.md §8 step 2)
     np.testing.assert_array_equal(label, [[255, 0, 1], [149, 255, 2]])
     assert label.dtype == np.uint8
 

@@ -144,7 +144,7 @@ def test_crop_respects_cat_max_ratio_when_possible():
 
 # --- photometric distortion -----------------------------------------------------------------
 def reference_photometric(bgr, brightness, contrast, contrast_first, saturation, hue):
-    """The original's arithmetic on a BGR image, written from REFERENCE.md §8."""
+    """The original's arithmetic on a BGR image, written from docs/reference.md §8."""
 
     def convert(img, alpha=1.0, beta=0.0):
         img = img.astype(np.float32) * alpha + beta

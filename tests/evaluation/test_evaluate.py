@@ -279,8 +279,9 @@ def test_eval_seed_makes_evaluation_deterministic(checkpoint, data_overrides, tm
 
 
 def test_without_eval_seed_the_ham_head_is_random(checkpoint):
-    # The default keeps the original's fresh random NMF bases at every forward (PITFALLS.md C4):
-    # the same image gives different probabilities, so repeated evaluations may differ.
+    # The default keeps the original's fresh random NMF bases at every forward
+    # (docs/pitfalls.md C4): the same image gives different probabilities, so repeated
+    # evaluations may differ.
     model = vanseg.load_model(checkpoint)
     image = np.random.default_rng(0).integers(0, 256, (64, 80, 3), dtype=np.uint8)
     protocol = InferenceProtocol(base_scale=None)

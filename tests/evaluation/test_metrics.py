@@ -1,4 +1,4 @@
-"""SegmentationMetrics against the REFERENCE.md §9 formulas, written independently in NumPy."""
+"""SegmentationMetrics against the docs/reference.md §9 formulas, written independently."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ IGNORE = 255
 def reference_metrics(
     preds: list[np.ndarray], labels: list[np.ndarray], num_classes: int
 ) -> dict[str, object]:
-    """mmseg's ``intersect_and_union`` + ``total_area_to_metrics`` (REFERENCE.md §9)."""
+    """mmseg's ``intersect_and_union`` + ``total_area_to_metrics`` (docs/reference.md §9)."""
     total_i = np.zeros(num_classes)
     total_u = np.zeros(num_classes)
     total_label = np.zeros(num_classes)

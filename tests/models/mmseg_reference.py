@@ -1,6 +1,6 @@
 """An independent, functional re-statement of the original VAN-Segmentation models.
 
-Written from REFERENCE.md §2 and §4-6 only (no vanseg imports): it builds state dicts with
+Written from docs/reference.md §2 and §4-6 only (no vanseg imports): it builds state dicts with
 the ORIGINAL mmseg key names and shapes, and runs the original forward directly on such a
 state dict. Tests use it to check that converted checkpoints give the same logits.
 """

@@ -1,4 +1,4 @@
-"""VAN backbone: sizes against REFERENCE.md, shapes, strides, timm features."""
+"""VAN backbone: sizes against docs/reference.md, shapes, strides, timm features."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 import vanseg.models as m
 from vanseg.models.backbones.van import checkpoint_filter_fn
 
-# REFERENCE.md §1 (backbone params) and §2 (state-dict entry counts).
+# docs/reference.md §1 (backbone params) and §2 (state-dict entry counts).
 SIZES = {
     "van_tiny": (3_848_800, 400, (32, 64, 160, 256)),
     "van_small": (13_348_800, 316, (64, 128, 320, 512)),
@@ -84,20 +84,37 @@ def test_drop_path_schedule() -> None:
 
 def test_checkpoint_filter_fn_renames_original_keys() -> None:
     x = torch.zeros(1)
-    out = checkpoint_filter_fn(
-        {
-            "patch_embed1.proj.weight": x,
-            "block3.4.attn.spatial_gating_unit.conv1.bias": x,
-            "norm4.weight": x,
-            "head.weight": x,
-        }
-    )
+    original = {
+        "module.patch_embed1.proj.weight": x,
+        "block3.4.attn.spatial_gating_unit.conv1.bias": x,
+        "norm4.weight": x,
+        "head.weight": x,  # the ImageNet classifier
+        "pos_embed": x,  # not a VAN key: passed on for the strict load to report
+    }
+    out = checkpoint_filter_fn(original, m.van_test())
     assert set(out) == {
         "stages.0.patch_embed.proj.weight",
         "stages.2.blocks.4.attn.spatial_gating_unit.conv1.bias",
         "stages.3.norm.weight",
-        "head.weight",
+        "pos_embed",
     }
+
+
+def test_forward_intermediates_norm_selects_before_or_after_the_stage_layernorm() -> None:
+    model = m.van_test().eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        after = model.forward_intermediates(x, intermediates_only=True)
+        before = model.forward_intermediates(x, norm=False, intermediates_only=True)
+        expected = model(x)
+    for got, want in zip(after, expected, strict=True):
+        torch.testing.assert_close(got, want)
+    for i, (raw, normed) in enumerate(zip(before, after, strict=True)):
+        # LayerNorm over channels: per pixel mean 0 and variance 1 before the affine part
+        # (weight 1, bias 0 at init) holds for the normalised maps only.
+        assert normed.mean(dim=1).abs().max() < 1e-4
+        assert raw.mean(dim=1).abs().max() > 1e-3, f"stage {i} looks normalised already"
+        torch.testing.assert_close(model.stages[i].normalize(raw), normed)
 
 
 @pytest.mark.parametrize("name", ["van_tiny", "van_b0"])
@@ -107,3 +124,10 @@ def test_timm_features_only(name: str) -> None:
     assert model.feature_info.reduction() == [8, 16, 32]
     feats = model(torch.randn(1, 3, 64, 64))
     assert [tuple(f.shape[1:]) for f in feats] == [(64, 8, 8), (160, 4, 4), (256, 2, 2)]
+
+
+def test_timm_names_refuse_a_download_request() -> None:
+    # vanseg never downloads: pretrained=True (timm's flag) must name the local-file option.
+    with pytest.raises(ValueError, match="pretrained=<path"):
+        timm.create_model("van_b0", pretrained=True)
+    assert {"van_tiny", "van_b3", "van_test"} <= set(timm.list_models("van_*"))

@@ -13,7 +13,7 @@ from tests.models import mmseg_reference as ref
 from vanseg.models.pretrained import CheckpointError
 from vanseg.tools.convert import convert, main
 
-# REFERENCE.md §2: state-dict entries of each head (decode + auxiliary + neck).
+# docs/reference.md §2: state-dict entries of each head (decode + auxiliary + neck).
 HEAD_ENTRIES = {
     "light_ham": 13,
     "light_ham_d256": 13,

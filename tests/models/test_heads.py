@@ -1,4 +1,4 @@
-"""Every backbone x head: shapes, backward, and exact parameter counts (REFERENCE.md §1)."""
+"""Every backbone x head: shapes, backward, and exact parameter counts (docs/reference.md §1)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import pytest
 import torch
 
 import vanseg
+from tests.conftest import config_options
 from vanseg.models.heads.base import DecodeHead
 
-HEADS = ["light_ham", "light_ham_d256", "hamnet", "upernet", "fpn"]
+HEADS = config_options("head")
+VAN_BACKBONES = [b for b in config_options("backbone") if b.startswith("van_")]
 HAS_AUX = {"hamnet", "upernet"}
 # Narrow heads keep the shape tests fast; widths are checked by the parameter counts above.
 NARROW = {
@@ -20,7 +22,7 @@ NARROW = {
 }
 HEAD_STRIDE = {"light_ham": 8, "light_ham_d256": 8, "hamnet": 8, "upernet": 4, "fpn": 4}
 
-# REFERENCE.md §1: (params_all, params_no_aux) of the 17 published configurations.
+# docs/reference.md §1: (params_all, params_no_aux) of the 17 published configurations.
 PUBLISHED_PARAMS = {
     ("van_tiny", "light_ham_d256"): (4_208_630, 4_208_630),
     ("van_tiny", "light_ham"): (4_866_134, 4_866_134),
@@ -51,7 +53,7 @@ def test_published_parameter_counts(backbone: str, head: str) -> None:
     assert (total, total - aux) == PUBLISHED_PARAMS[(backbone, head)]
 
 
-@pytest.mark.parametrize("backbone", ["van_small", "van_large"])
+@pytest.mark.parametrize("backbone", VAN_BACKBONES)
 @pytest.mark.parametrize("head", HEADS)
 def test_every_backbone_composes_with_every_head(backbone: str, head: str) -> None:
     with torch.device("meta"):
@@ -64,7 +66,7 @@ def test_every_backbone_composes_with_every_head(backbone: str, head: str) -> No
 
 
 def test_large_drop_path_follows_the_head_recipe() -> None:
-    # REFERENCE.md §3.6: 0.25 for Light-Ham and HamNet, 0.1 for UperNet and FPN.
+    # docs/reference.md §3.6: 0.25 for Light-Ham and HamNet, 0.1 for UperNet and FPN.
     for head, rate in [("light_ham", 0.25), ("hamnet", 0.25), ("upernet", 0.1), ("fpn", 0.1)]:
         with torch.device("meta"):
             model = vanseg.build_model("van_large", head)

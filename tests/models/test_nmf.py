@@ -53,7 +53,7 @@ def test_reconstruction_error_falls_with_steps() -> None:
 
 def test_full_backprop_by_default_and_one_step_gradient_switch() -> None:
     x = _input().requires_grad_()
-    # REFERENCE.md §3.8: 40 bmm backward nodes for one train-mode call with 6 steps.
+    # docs/reference.md §3.8: 40 bmm backward nodes for one train-mode call with 6 steps.
     assert _count_bmm_nodes(NMF2D(rank=8).train()(x)) == 40
     # one-step gradient: only the last coefficient update and the reconstruction
     out = NMF2D(rank=8, one_step_grad=True).train()(x)

@@ -1,4 +1,4 @@
-"""Params/MACs against REFERENCE.md §1 (the published convention)."""
+"""Params/MACs against docs/reference.md §1 (the published convention)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import vanseg
 from vanseg.tools import flops
 
-# REFERENCE.md §1: params_all and torchprofile MACs at 1x3x512x512, eval mode.
+# docs/reference.md §1: params_all and torchprofile MACs at 1x3x512x512, eval mode.
 REFERENCE = {
     ("van_tiny", "light_ham_d256"): (4_208_630, 6_469_120_003),
     ("van_tiny", "light_ham"): (4_866_134, 11_278_731_267),
@@ -30,7 +30,7 @@ REFERENCE = {
     ("van_base", "fpn"): (30_332_118, 47_793_078_272),
     ("van_large", "fpn"): (48_519_254, 68_368_302_080),
 }
-# The README's Params/FLOPs strings (REFERENCE.md §1); UperNet-Tiny's has no unit.
+# The README's Params/FLOPs strings (docs/reference.md §1); UperNet-Tiny's has no unit.
 README = {
     ("van_tiny", "light_ham_d256"): ("4.2M", "6.5G"),
     ("van_tiny", "light_ham"): ("4.9M", "11.3G"),

@@ -13,7 +13,7 @@ from vanseg.training.optim import param_groups
 from vanseg.training.schedules import poly_factor, poly_with_warmup
 from vanseg.utils.config import compose_config, config_dir
 
-# REFERENCE.md §7: the original hook's learning rates.
+# docs/reference.md §7: the original hook's learning rates.
 LIGHT_HAM_TINY_LR = {
     0: 6e-11,
     750: 2.98594e-5,
@@ -77,7 +77,7 @@ def test_head_recipes(head: str, batch: int) -> None:
 
 
 def test_original_weight_decay_groups() -> None:
-    # REFERENCE.md §3.10: only backbone BN/LN are exempt; 8,448 parameters for tiny.
+    # docs/reference.md §3.10: only backbone BN/LN are exempt; 8,448 parameters for tiny.
     model = vanseg.build_model("van_tiny", "light_ham")
     decay, no_decay = param_groups(model, "original")
     assert sum(p.numel() for p in no_decay["params"]) == 8448
@@ -128,11 +128,38 @@ def test_experiment_equals_plain_command(name: str) -> None:
     assert a.trainer.devices == 8 and a.data.name == "ade20k"
 
 
+def _package(path: Path, group: str) -> str:
+    """Where an option file's keys land: its ``# @package`` header, else the group name."""
+    for line in path.read_text().splitlines():
+        if line.startswith("# @package"):
+            package = line.split()[-1]
+            return "" if package == "_global_" else package
+    return group
+
+
 def test_every_config_group_option_composes() -> None:
     for group in ("trainer", "logger", "callbacks", "data", "debug", "optimizer", "scheduler"):
         for path in sorted((config_dir() / group).glob("*.yaml")):
-            cfg = compose_config([f"{group}={path.stem}"])
-            assert cfg is not None, path
+            cfg = compose_config([f"{group}={path.stem}"], return_hydra_config=True)
+            assert cfg.hydra.runtime.choices[group] == path.stem, path
+            # Every key the option defines is in the composed config, under its package.
+            package = _package(path, group)
+            node = OmegaConf.select(cfg, package) if package else cfg
+            own = OmegaConf.load(path)
+            keys = [k for k in own if k != "defaults"]
+            missing = [k for k in keys if node is None or k not in node.keys()]
+            assert not missing, f"{path}: keys {missing} not under '{package}'"
+
+
+def test_data_options_share_one_pipeline() -> None:
+    base = OmegaConf.load(config_dir() / "data" / "pipeline" / "mmseg_ade20k.yaml")
+    assert "eval_scale" in base and "mean" in base  # the pipeline keys live in one file
+    for path in sorted((config_dir() / "data").glob("*.yaml")):
+        own = OmegaConf.load(path)
+        assert "pipeline/mmseg_ade20k@_here_" in own.defaults, path
+        assert not set(own) & set(base), f"{path} repeats pipeline keys: {set(own) & set(base)}"
+        data = compose_config([f"data={path.stem}"]).data
+        assert {k: data[k] for k in base} == OmegaConf.to_container(base), path
 
 
 def test_train_help_lists_the_groups(tmp_path: Path) -> None:

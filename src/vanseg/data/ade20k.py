@@ -8,7 +8,7 @@ The layout is the one of ``ADEChallengeData2016`` (SceneParse150)::
 Custom datasets, and the generated one (`vanseg.data.synthetic`), use the same layout. Labels
 are single-channel PNGs read as class indices with PIL (grayscale or palette mode), never as
 colours. ``reduce_zero_label`` (0 -> ignore, k -> k-1) is applied here, once, at load time
-(PITFALLS.md D1); every later step sees labels in ``{0..K-1, ignore_index}``.
+(docs/pitfalls.md D1); every later step sees labels in ``{0..K-1, ignore_index}``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from vanseg.data.classes import ADE20K_NUM_CLASSES, IGNORE_INDEX
 from vanseg.data.image_io import read_rgb
 from vanseg.errors import VansegError
 
@@ -144,7 +145,7 @@ def find_pairs(
 ) -> list[tuple[Path, Path]]:
     """List the ``(image, label)`` files of one split, sorted by name.
 
-    Sorting makes every rank and every run see the same order (PITFALLS.md B4).
+    Sorting makes every rank and every run see the same order (docs/pitfalls.md B4).
 
     Raises:
         DatasetNotFoundError: The root or a split folder is missing, or the split is empty.
@@ -174,11 +175,11 @@ def load_image(path: str | Path) -> np.ndarray:
         ) from err
 
 
-def reduce_zero_label(label: np.ndarray, ignore_index: int = 255) -> np.ndarray:
+def reduce_zero_label(label: np.ndarray, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
     """Map raw label 0 ("other") to ``ignore_index`` and ``k`` to ``k - 1``.
 
     A raw ``ignore_index`` stays ignored, as in mmseg (0 -> 255, 255 -> 254 -> 255). Apply it
-    exactly once (PITFALLS.md D1).
+    exactly once (docs/pitfalls.md D1).
 
     Args:
         label: Integer label map ``(H, W)``.
@@ -197,12 +198,12 @@ def load_label(
     path: str | Path,
     num_classes: int,
     reduce_zero: bool,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
 ) -> np.ndarray:
     """Read a label PNG as class indices, reduce it if asked, and validate its values.
 
     Palette PNGs give their indices (``np.asarray`` on the PIL image, never ``convert``),
-    grayscale PNGs their gray values (PITFALLS.md D2).
+    grayscale PNGs their gray values (docs/pitfalls.md D2).
 
     Args:
         path: Label file.
@@ -257,7 +258,7 @@ class ADE20KDataset(Dataset):
     Items are dicts ``{"image": float32 (3, H, W), "mask": int64 (H, W), "name": str}``,
     ``255`` (``ignore_index``) marking ignored pixels. With a training transform image and mask
     are aligned crops; with the evaluation transform the image is resized and the mask stays at
-    the original resolution (PITFALLS.md C1).
+    the original resolution (docs/pitfalls.md C1).
 
     An item key is an index, or ``(index, seed)`` as yielded by `vanseg.data.sampler.
     InfiniteSampler`, so that random augmentation depends only on the seed.
@@ -278,9 +279,9 @@ class ADE20KDataset(Dataset):
         root: str | Path,
         split: str = "training",
         *,
-        num_classes: int = 150,
+        num_classes: int = ADE20K_NUM_CLASSES,
         reduce_zero_label: bool = True,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_INDEX,
         transform: PairTransform | None = None,
         image_suffixes: Sequence[str] = (".jpg",),
         label_suffix: str = ".png",

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from vanseg.data.ade20k import ADE20KDataset
+from vanseg.data.classes import ADE20K_NUM_CLASSES
 from vanseg.data.synthetic import render_scene
 from vanseg.data.transforms import TrainTransform
 from vanseg.utils.cli import user_errors
@@ -41,7 +42,7 @@ def benchmark(images: int = 100, width: int = 683, height: int = 512, repeats: i
             (root / "annotations" / split).mkdir(parents=True)
         for i in range(images):
             rng = np.random.default_rng(i)
-            image, label = render_scene(width, height, 150, rng)
+            image, label = render_scene(width, height, ADE20K_NUM_CLASSES, rng)
             Image.fromarray(image).save(root / "images/training" / f"{i:05d}.jpg", quality=90)
             Image.fromarray(label).save(root / "annotations/training" / f"{i:05d}.png")
         dataset = ADE20KDataset(root, "training", transform=TrainTransform())

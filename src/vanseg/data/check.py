@@ -25,6 +25,7 @@ from vanseg.data.ade20k import (
     load_image,
     load_label,
 )
+from vanseg.data.classes import IGNORE_INDEX
 from vanseg.data.scan import scan
 from vanseg.utils.cli import user_errors
 
@@ -85,7 +86,7 @@ def check_dataset(
     root: str | Path,
     num_classes: int,
     reduce_zero_label: bool,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     splits: Sequence[str] = ("training", "validation"),
     image_suffixes: Sequence[str] = (".jpg",),
     label_suffix: str = ".png",

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 __all__ = [
     "ADE20K_CLASSES",
+    "ADE20K_NUM_CLASSES",
+    "IGNORE_INDEX",
     "ADE20K_PALETTE",
     "generic_class_names",
     "generic_palette",
@@ -42,6 +44,11 @@ ADE20K_CLASSES: tuple[str, ...] = (
     "sconce", "vase", "traffic light", "tray", "ashcan", "fan", "pier", "crt screen", "plate",
     "monitor", "bulletin board", "shower", "radiator", "glass", "clock", "flag",
 )
+
+#: Classes of ADE20K (SceneParse150): the default of every ``num_classes`` in vanseg.
+ADE20K_NUM_CLASSES = len(ADE20K_CLASSES)
+#: Label of ignored pixels (ADE20K's raw 0 after ``reduce_zero_label``, and padding).
+IGNORE_INDEX = 255
 
 ADE20K_PALETTE: tuple[Color, ...] = (
     (120, 120, 120), (180, 120, 120), (6, 230, 230), (80, 50, 50), (4, 200, 3),

@@ -3,10 +3,10 @@
 Batches are dicts ``{"image": float32 (B, 3, H, W), "mask": int64 (B, H, W), "name": list[str]}``
 with ``ignore_index`` (255) marking ignored pixels. Training batches are aligned 512x512 crops;
 validation/test batches hold the resized image and the mask at its original resolution, one
-image per batch by default (sizes differ, PITFALLS.md B3).
+image per batch by default (sizes differ, docs/pitfalls.md B3).
 
 Samplers are chosen here, so the Trainer must not replace them: build it with
-``use_distributed_sampler=False`` (PITFALLS.md B1). Training uses `InfiniteSampler` (run by
+``use_distributed_sampler=False`` (docs/pitfalls.md B1). Training uses `InfiniteSampler` (run by
 ``max_steps``; the DataLoader has no length); evaluation uses `ShardSampler` (every image exactly
 once across ranks).
 """
@@ -23,12 +23,30 @@ import torch
 from torch.utils.data import DataLoader
 
 from vanseg.data.ade20k import ADE20KDataset, DatasetError, scan_split
-from vanseg.data.classes import Color, resolve_class_names, resolve_palette
-from vanseg.data.sampler import InfiniteSampler, ShardSampler, dist_rank_and_world_size
+from vanseg.data.classes import (
+    ADE20K_NUM_CLASSES,
+    IGNORE_INDEX,
+    Color,
+    resolve_class_names,
+    resolve_palette,
+)
+from vanseg.data.sampler import InfiniteSampler, ShardSampler
 from vanseg.data.scan import check_verify_mode, crop_note, problems_message, scan
-from vanseg.data.synthetic import SyntheticSpec, ensure_synthetic_dataset, synthetic_class_names
+from vanseg.data.synthetic import (
+    SYNTHETIC_NUM_CLASSES,
+    SyntheticSpec,
+    ensure_synthetic_dataset,
+    synthetic_class_names,
+)
 from vanseg.data.synthetic import synthetic_root as _synthetic_root
-from vanseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, TrainTransform
+from vanseg.data.transforms import (
+    ADE20K_SCALE,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    EvalTransform,
+    TrainTransform,
+)
+from vanseg.utils.distributed import rank_and_world_size
 
 __all__ = ["ADE20KDataModule", "SyntheticDataModule"]
 
@@ -83,8 +101,8 @@ class ADE20KDataModule(pl.LightningDataModule):
         self,
         root: str | Path = "data/ade/ADEChallengeData2016",
         name: str = "ade20k",
-        num_classes: int = 150,
-        ignore_index: int = 255,
+        num_classes: int = ADE20K_NUM_CLASSES,
+        ignore_index: int = IGNORE_INDEX,
         reduce_zero_label: bool = True,
         class_names: Sequence[str] | str | None = "ade20k",
         palette: Sequence[Sequence[int]] | str | None = "ade20k",
@@ -96,7 +114,7 @@ class ADE20KDataModule(pl.LightningDataModule):
         val_batch_size: int = 1,
         num_workers: int = 2,
         pin_memory: bool | None = None,
-        scale: Sequence[int] = (2048, 512),
+        scale: Sequence[int] = ADE20K_SCALE,
         ratio_range: Sequence[float] = (0.5, 2.0),
         crop_size: Sequence[int] = (512, 512),
         cat_max_ratio: float = 0.75,
@@ -108,7 +126,7 @@ class ADE20KDataModule(pl.LightningDataModule):
         hue_delta: int = 18,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
-        eval_scale: Sequence[int] = (2048, 512),
+        eval_scale: Sequence[int] = ADE20K_SCALE,
         val_size_divisor: int | None = None,
         test_size_divisor: int | None = 32,
         seed: int = 0,
@@ -227,7 +245,7 @@ class ADE20KDataModule(pl.LightningDataModule):
             raise RuntimeError(f"Call setup() before asking for the {split} dataloader.")
         dataset = self.datasets[split]
         if split == "train":
-            rank, world_size = dist_rank_and_world_size(self.rank, self.world_size)
+            rank, world_size = rank_and_world_size(self.rank, self.world_size)
             start = self.train_samples_seen // world_size
             sampler: Any = InfiniteSampler(len(dataset), self.seed, True, rank, world_size, start)
             batch_size = self.batch_size_per_gpu
@@ -307,7 +325,7 @@ class SyntheticDataModule(ADE20KDataModule):
         min_side: int = 240,
         max_side: int = 640,
         data_seed: int = 0,
-        num_classes: int = 8,
+        num_classes: int = SYNTHETIC_NUM_CLASSES,
         class_names: Sequence[str] | str | None = None,
         palette: Sequence[Sequence[int]] | str | None = None,
         name: str = "synthetic",

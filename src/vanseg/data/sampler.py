@@ -9,7 +9,7 @@ augmentation of that item with ``sample_seed``, which makes a sample bitwise rep
 just starting the stream at the number of samples a rank has consumed (``start``).
 
 `ShardSampler` splits an evaluation set into contiguous, sorted, non-overlapping shards with
-no padding, unlike ``DistributedSampler``, which repeats samples (PITFALLS.md B1).
+no padding, unlike ``DistributedSampler``, which repeats samples (docs/pitfalls.md B1).
 """
 
 from __future__ import annotations
@@ -18,24 +18,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import torch.distributed as dist
 from torch.utils.data import Sampler
 
-__all__ = ["InfiniteSampler", "ShardSampler", "dist_rank_and_world_size"]
+from vanseg.utils.distributed import rank_and_world_size
 
-
-def dist_rank_and_world_size(
-    rank: int | None = None, world_size: int | None = None
-) -> tuple[int, int]:
-    """``(rank, world_size)`` from the arguments, else ``torch.distributed``, else ``(0, 1)``."""
-    initialised = dist.is_available() and dist.is_initialized()
-    if world_size is None:
-        world_size = dist.get_world_size() if initialised else 1
-    if rank is None:
-        rank = dist.get_rank() if initialised else 0
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
-    return rank, world_size
+__all__ = ["InfiniteSampler", "ShardSampler"]
 
 
 class InfiniteSampler(Sampler[tuple[int, int]]):
@@ -76,7 +63,7 @@ class InfiniteSampler(Sampler[tuple[int, int]]):
         self.size = size
         self.seed = seed
         self.shuffle = shuffle
-        self.rank, self.world_size = dist_rank_and_world_size(rank, world_size)
+        self.rank, self.world_size = rank_and_world_size(rank, world_size)
         self.start = start
         self.num_yielded = start
         self._perm_cache: tuple[int, np.ndarray] | None = None
@@ -139,11 +126,11 @@ class ShardSampler(Sampler[int]):
         world_size: Number of processes; default from ``torch.distributed``.
 
     Raises:
-        ValueError: Fewer samples than ranks (every rank needs one, PITFALLS.md B2).
+        ValueError: Fewer samples than ranks (every rank needs one, docs/pitfalls.md B2).
     """
 
     def __init__(self, size: int, rank: int | None = None, world_size: int | None = None) -> None:
-        self.rank, self.world_size = dist_rank_and_world_size(rank, world_size)
+        self.rank, self.world_size = rank_and_world_size(rank, world_size)
         if size < self.world_size:
             raise ValueError(
                 f"{size} evaluation samples for {self.world_size} ranks: every rank needs at "

@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image
 
 __all__ = [
+    "SYNTHETIC_NUM_CLASSES",
     "SyntheticSpec",
     "default_cache_dir",
     "ensure_synthetic_dataset",
@@ -43,6 +44,9 @@ __all__ = [
     "synthetic_class_names",
     "synthetic_root",
 ]
+
+#: Classes of the generated dataset (textures), the default of its ``num_classes``.
+SYNTHETIC_NUM_CLASSES = 8
 
 #: Bump when the drawing code changes, so older caches are not mistaken for the new ones.
 GENERATOR_VERSION = 2
@@ -64,7 +68,7 @@ class SyntheticSpec:
         seed: Seed of the whole dataset.
     """
 
-    num_classes: int = 8
+    num_classes: int = SYNTHETIC_NUM_CLASSES
     num_train: int = 200
     num_val: int = 50
     min_side: int = 240

@@ -1,6 +1,6 @@
 """Training and evaluation transforms equivalent to the original mmseg 0.21 ADE20K pipeline.
 
-Train (REFERENCE.md §8, PITFALLS.md E): keep-ratio random rescale -> random crop with
+Train (docs/reference.md §8, docs/pitfalls.md E): keep-ratio random rescale -> random crop with
 ``cat_max_ratio`` -> horizontal flip -> photometric distortion (uint8) -> normalise -> pad
 bottom/right (image 0 after normalisation, label ``ignore_index``). Albumentations provides the
 flip, the normalisation and the pad; the steps it does not reproduce exactly are small custom
@@ -9,7 +9,7 @@ generators (one seeded stream per sample, see `TrainTransform`).
 
 Evaluation: keep-ratio resize into ``scale`` (short side 512 unless the long side would pass
 2048), an optional resize (not pad) to a multiple of ``size_divisor``, normalise. The label is
-returned untouched: metrics use the original-resolution annotation (PITFALLS.md C1).
+returned untouched: metrics use the original-resolution annotation (docs/pitfalls.md C1).
 
 Images are RGB here while the original works on BGR; the colour-space conversions below use the
 RGB codes, so every step gives the original's result for the same pixels.
@@ -26,6 +26,8 @@ import albumentations as A
 import cv2
 import numpy as np
 
+from vanseg.data.classes import IGNORE_INDEX
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -41,9 +43,11 @@ __all__ = [
     "resize_to_multiple_size",
 ]
 
-#: ImageNet mean/std in 0..255 RGB units, as in the original ``Normalize`` (REFERENCE.md §8).
+#: ImageNet mean/std in 0..255 RGB units, as in the original ``Normalize`` (docs/reference.md §8).
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
+#: ``(long, short)`` edge bounds of ADE20K's resize at ratio 1, also the evaluation scale.
+ADE20K_SCALE = (2048, 512)
 
 
 def rescale_size(width: int, height: int, scale: Sequence[int]) -> tuple[int, int]:
@@ -82,7 +86,7 @@ class RandomRescale(A.DualTransform):
 
     def __init__(
         self,
-        scale: Sequence[int] = (2048, 512),
+        scale: Sequence[int] = ADE20K_SCALE,
         ratio_range: Sequence[float] = (0.5, 2.0),
         p: float = 1.0,
     ) -> None:
@@ -178,7 +182,7 @@ class RandomCropCatMax(A.DualTransform):
         self,
         crop_size: Sequence[int] = (512, 512),
         cat_max_ratio: float = 0.75,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_INDEX,
         max_checks: int = 10,
         p: float = 1.0,
     ) -> None:
@@ -320,7 +324,7 @@ class PhotoMetricDistortion(A.ImageOnlyTransform):
 
 
 class TrainTransform:
-    """The full training pipeline (REFERENCE.md §8 steps 3-8) as one callable.
+    """The full training pipeline (docs/reference.md §8 steps 3-8) as one callable.
 
     ``transform(image, mask, seed)`` takes an RGB uint8 image ``(H, W, 3)`` and a uint8 label
     ``(H, W)`` already reduced, and returns a float32 image ``(crop_h, crop_w, 3)`` and a uint8
@@ -347,7 +351,7 @@ class TrainTransform:
 
     def __init__(
         self,
-        scale: Sequence[int] = (2048, 512),
+        scale: Sequence[int] = ADE20K_SCALE,
         ratio_range: Sequence[float] = (0.5, 2.0),
         crop_size: Sequence[int] = (512, 512),
         cat_max_ratio: float = 0.75,
@@ -359,7 +363,7 @@ class TrainTransform:
         hue_delta: int = 18,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_INDEX,
         seed: int | None = None,
     ) -> None:
         crop_h, crop_w = int(crop_size[0]), int(crop_size[1])
@@ -374,7 +378,7 @@ class TrainTransform:
                 ),
                 # max_pixel_value=1: mean/std are already in 0..255 units.
                 A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=1.0),
-                # After Normalize, so padded pixels are 0 in normalised space (PITFALLS.md E).
+                # After Normalize, so padded pixels are 0 in normalised space (docs/pitfalls.md E).
                 A.PadIfNeeded(
                     min_height=crop_h,
                     min_width=crop_w,
@@ -414,7 +418,7 @@ class EvalTransform:
 
     def __init__(
         self,
-        scale: Sequence[int] | None = (2048, 512),
+        scale: Sequence[int] | None = ADE20K_SCALE,
         size_divisor: int | None = None,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,

@@ -1,6 +1,6 @@
 """The original's segmentation metric (mIoU, mAcc, aAcc) as a torchmetrics ``Metric``.
 
-mmseg 0.21 (``mmseg/core/evaluation/metrics.py``; REFERENCE.md §9) sums per-class
+mmseg 0.21 (``mmseg/core/evaluation/metrics.py``; docs/reference.md §9) sums per-class
 intersection, union, prediction and label areas over the whole dataset, then reports
 ``IoU_c = I_c / U_c`` and ``Acc_c = I_c / Label_c`` (NaN where the denominator is 0),
 ``mIoU = nanmean(IoU)``, ``mAcc = nanmean(Acc)`` and ``aAcc = sum I / sum Label``. A class
@@ -12,7 +12,7 @@ int64 ``(K, K)`` matrix (rows = label, columns = prediction) summed across batch
 ranks, so the result is exact and independent of the number of processes. It is updated with
 ``torch.bincount`` without weights, which is deterministic on every device and needs memory
 linear in the pixel count (torchmetrics' own helper switches to a ``pixels x K^2`` mesh under
-deterministic mode, PITFALLS.md A6).
+deterministic mode, docs/pitfalls.md A6).
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ class SegmentationMetrics(Metric):
     (logits or probabilities; argmax over K) with labels ``(B, H, W)`` at the same resolution.
     ``compute()`` returns the dict of :func:`metrics_from_confusion`. Under DDP the confusion
     matrix is summed over processes, so ``compute()`` is a collective: call it on every rank
-    (PITFALLS.md A5), and make sure no sample is evaluated twice (PITFALLS.md B1).
+    (docs/pitfalls.md A5), and make sure no sample is evaluated twice (docs/pitfalls.md B1).
 
     Because ``compute()`` returns a dict, log its entries rather than the metric object, e.g.
     ``res = metric.compute(); self.log("val/mIoU", res["mIoU"]); metric.reset()`` at epoch end.

@@ -1,15 +1,7 @@
 """Models: the VAN backbone, decode heads and the segmentor (short import paths for configs)."""
 
-from vanseg.models import timm_registry  # noqa: F401  (registers van_* with timm)
-from vanseg.models.backbones.van import (
-    VAN,
-    checkpoint_filter_fn,
-    van_base,
-    van_large,
-    van_small,
-    van_test,
-    van_tiny,
-)
+from vanseg.models.backbones.van import VAN, checkpoint_filter_fn
+from vanseg.models.backbones.van_variants import van_base, van_large, van_small, van_test, van_tiny
 from vanseg.models.heads.fcn import FCNHead
 from vanseg.models.heads.fpn import FPN, FPNHead
 from vanseg.models.heads.hamnet import HamHead

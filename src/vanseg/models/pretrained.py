@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from vanseg.errors import InputNotFoundError, VansegError
-from vanseg.models.backbones.van import checkpoint_filter_fn
+from vanseg.models.backbones.van import CLASSIFIER_PREFIX, checkpoint_filter_fn
 from vanseg.models.ckpt_check import Damage, diagnose, disallowed_globals
 
 __all__ = ["load_file", "load_pretrained_backbone", "CheckpointError", "unwrap_state_dict"]
@@ -123,7 +123,7 @@ def load_pretrained_backbone(
     """Load an ImageNet checkpoint of the original VAN classification repository.
 
     The file holds the backbone keys without prefix plus the classifier ``head.*``, usually
-    under ``state_dict`` (REFERENCE.md §2). The classifier is dropped and reported; any
+    under ``state_dict`` (docs/reference.md §2). The classifier is dropped and reported; any
     other missing, unexpected or mis-shaped key is an error.
 
     Returns:
@@ -138,9 +138,8 @@ def load_pretrained_backbone(
             "backbone.pretrained=<file>, or train from scratch with backbone.pretrained=null."
         )
     raw = unwrap_state_dict(load_file(path, unsafe_load, "backbone.unsafe_load"), path)
-    raw = {k.removeprefix("module."): v for k, v in raw.items()}
-    dropped = sorted(k for k in raw if k.startswith("head."))
-    state = checkpoint_filter_fn({k: v for k, v in raw.items() if k not in dropped})
+    dropped = sorted(k for k in raw if k.removeprefix("module.").startswith(CLASSIFIER_PREFIX))
+    state = checkpoint_filter_fn(raw, backbone)
     check_and_load(backbone, state, f"pretrained file {path}")
     log.info("Loaded ImageNet weights from %s; dropped classifier keys: %s", path, dropped)
     return dropped

@@ -9,9 +9,23 @@ from torch import nn
 
 from vanseg.models.heads.base import resize
 
-__all__ = ["Segmentor"]
+__all__ = ["Segmentor", "feature_channels"]
 
 HeadFactory = Callable[..., nn.Module]
+
+
+def feature_channels(backbone: nn.Module) -> tuple[int, ...]:
+    """Channels of the backbone's outputs, read from its timm-style ``feature_info``."""
+    info = getattr(backbone, "feature_info", None)
+    if info is None:
+        raise TypeError(
+            f"{type(backbone).__name__} has no feature_info: a Segmentor backbone must describe "
+            "its outputs like timm does (a list of dict(num_chs=..., reduction=...), or a timm "
+            "model created with features_only=True). See docs/extending.md."
+        )
+    if hasattr(info, "channels"):  # timm FeatureInfo of a features_only model
+        return tuple(info.channels())
+    return tuple(int(stage["num_chs"]) for stage in info)
 
 
 class Segmentor(nn.Module):
@@ -22,8 +36,12 @@ class Segmentor(nn.Module):
     Attribute names (``backbone``, ``neck``, ``decode_head``, ``auxiliary_head``) are those
     of mmseg, so original checkpoints keep their top-level prefixes.
 
+    The backbone can be any module that returns a list of NCHW maps and describes them in a
+    timm-style ``feature_info`` (a list of ``dict(num_chs=..., reduction=...)`` like
+    :class:`~vanseg.models.VAN`, or the ``FeatureInfo`` of a timm ``features_only`` model).
+
     Args:
-        backbone: Module returning a list of feature maps and exposing ``out_channels``.
+        backbone: Module returning a list of feature maps, with ``feature_info``.
         head: Factory ``head(in_channels=...)`` for the decode head.
         neck: Optional factory ``neck(in_channels=...)``; the head then reads its outputs.
         aux_head: Optional factory for an auxiliary head on the backbone features
@@ -39,13 +57,14 @@ class Segmentor(nn.Module):
     ) -> None:
         super().__init__()
         self.backbone = backbone
-        channels: Sequence[int] = backbone.out_channels
+        self.feature_channels = feature_channels(backbone)
+        channels: Sequence[int] = self.feature_channels
         self.neck = neck(in_channels=channels) if neck is not None else None
         if self.neck is not None:
             channels = self.neck.out_channels
         self.decode_head = head(in_channels=channels)
         self.auxiliary_head = (
-            aux_head(in_channels=backbone.out_channels) if aux_head is not None else None
+            aux_head(in_channels=self.feature_channels) if aux_head is not None else None
         )
 
     @property

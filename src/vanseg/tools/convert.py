@@ -3,7 +3,7 @@
     python -m vanseg.tools.convert IN.pth OUT.ckpt backbone=van_tiny head=light_ham
 
 The input is the ``{'meta', 'state_dict', 'optimizer'}`` file written by mmcv
-(REFERENCE.md §2). Keys are renamed only where vanseg's module names differ (backbone
+(docs/reference.md §2). Keys are renamed only where vanseg's module names differ (backbone
 stages, HamNet's hamburger level); every key must then match the model built from the given
 backbone/head exactly, else the error lists the missing, unexpected and mis-shaped keys.
 The number of classes is read from the checkpoint. The output stores the model config, so

@@ -3,7 +3,7 @@
     python -m vanseg.tools.flops backbone=van_base head=light_ham
     python -m vanseg.tools.flops --all          # the 17 published configurations
 
-Convention (REFERENCE.md §1): params = every trainable parameter of the whole segmentor,
+Convention (docs/reference.md §1): params = every trainable parameter of the whole segmentor,
 auxiliary head included; MACs = ``torchprofile.profile_macs`` of backbone + neck + decode
 head + the final resize to the input size, in eval mode (NMF runs its 7 eval steps), on a
 1x3x512x512 input. The tables print these MACs as "GFLOPs". Ham heads come out 2 MACs lower
@@ -44,7 +44,7 @@ class Published:
     miou: float
 
 
-#: The 17 published configurations (VAN-Segmentation README; REFERENCE.md §1).
+#: The 17 published configurations (VAN-Segmentation README; docs/reference.md §1).
 PUBLISHED: tuple[Published, ...] = (
     Published("van_tiny", "light_ham_d256", "4.2M", "6.5G", 40.9),
     Published("van_tiny", "light_ham", "4.9M", "11.3G", 42.3),

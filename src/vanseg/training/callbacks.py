@@ -43,7 +43,7 @@ def _denormalise(image: torch.Tensor, mean: np.ndarray, std: np.ndarray) -> np.n
 
 class LogValidationImages(pl.Callback):
     """Logs the first ``num_images`` validation images of rank 0 with prediction and
-    ground-truth mask overlays to wandb (PITFALLS.md G1, G4); other loggers are skipped.
+    ground-truth mask overlays to wandb (docs/pitfalls.md G1, G4); other loggers are skipped.
 
     Args:
         num_images: Images per validation run.

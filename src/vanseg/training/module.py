@@ -36,7 +36,7 @@ def segmentation_loss(
         logits: (B, K, h, w) head output.
         mask: (B, H, W) labels, ``ignore_index`` for ignored pixels.
         average: ``"all_pixels"`` divides by every pixel, ignored ones included, as the
-            original does (REFERENCE.md §3.9); ``"valid_pixels"`` by the labelled ones only.
+            original does (docs/reference.md §3.9); ``"valid_pixels"`` by the labelled ones only.
     """
     if average not in LOSS_AVERAGES:
         raise ValueError(f"loss average must be one of {LOSS_AVERAGES}, got {average!r}")

@@ -4,7 +4,7 @@ The published recipes exempt from weight decay every parameter whose full name c
 ``norm`` (mmcv ``paramwise_cfg.custom_keys={'norm': dict(decay_mult=0.)}``, a substring
 match). In vanseg names that selects exactly the backbone BatchNorm/LayerNorm parameters,
 as in the original; head GroupNorm/BatchNorm (``gn``/``bn``), biases and layer scales keep
-weight decay (REFERENCE.md §3.10). ``exempt="norm_bias_scale"`` is the cleaner alternative.
+weight decay (docs/reference.md §3.10). ``exempt="norm_bias_scale"`` is the cleaner alternative.
 """
 
 from __future__ import annotations

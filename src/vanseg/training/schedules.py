@@ -20,7 +20,7 @@ def poly_factor(
 
     ``poly(t) = (1 - min) * (1 - t / T) ** power + min`` (relative to the base lr); during a
     linear warm-up (``t < warmup_steps``) it is multiplied by
-    ``1 - (1 - t / warmup_steps) * (1 - warmup_ratio)``, as mmcv does (REFERENCE.md §7).
+    ``1 - (1 - t / warmup_steps) * (1 - warmup_ratio)``, as mmcv does (docs/reference.md §7).
     """
     progress = min(step, max_steps) / max_steps
     factor = (1.0 - min_lr_ratio) * (1.0 - progress) ** power + min_lr_ratio

@@ -2,41 +2,30 @@
 
 Guo et al., "Visual Attention Network", arXiv:2202.09741. Written from the description of
 the segmentation backbone in Visual-Attention-Network/VAN-Segmentation (``van.py``, commit
-``e2d51cd``; REFERENCE.md §4). Differences from the original code: stages are modules of a
+``e2d51cd``; docs/reference.md §4). Differences from the original code: stages are modules of a
 ``ModuleList`` instead of ``patch_embed{s}``/``block{s}``/``norm{s}`` attributes (the key
 renaming is :func:`checkpoint_filter_fn`), per-stage strides are an argument, the
 drop-path rate is configurable for every size, and unused PVT arguments are gone.
+
+The sizes (``van_tiny``..``van_large``, ``van_test``) are timm-registered functions in
+:mod:`vanseg.models.backbones.van_variants`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from timm.layers import DropPath
 from torch import nn
 
-__all__ = [
-    "VAN",
-    "VAN_SIZES",
-    "checkpoint_filter_fn",
-    "van_tiny",
-    "van_small",
-    "van_base",
-    "van_large",
-    "van_test",
-]
+__all__ = ["VAN", "CLASSIFIER_PREFIX", "checkpoint_filter_fn"]
 
-#: (embed dims, depths) per size; mlp ratios are (8, 8, 4, 4) for all (REFERENCE.md §2).
-VAN_SIZES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
-    "van_tiny": ((32, 64, 160, 256), (3, 3, 5, 2)),
-    "van_small": ((64, 128, 320, 512), (2, 2, 4, 2)),
-    "van_base": ((64, 128, 320, 512), (3, 3, 12, 3)),
-    "van_large": ((64, 128, 320, 512), (3, 5, 27, 3)),
-    "van_test": ((32, 32, 64, 64), (1, 1, 1, 1)),
-}
+#: MLP ratios of every size (docs/reference.md §2).
 MLP_RATIOS = (8, 8, 4, 4)
+#: Keys of the ImageNet classifier in the original classification checkpoints.
+CLASSIFIER_PREFIX = "head."
 
 
 class Mlp(nn.Module):
@@ -142,7 +131,14 @@ class Stage(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=1e-6)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.blocks(self.patch_embed(x))
+        return self.normalize(self.forward_blocks(x))
+
+    def forward_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch embedding and blocks: the stage's map before its LayerNorm."""
+        return self.blocks(self.patch_embed(x))
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """The stage's closing LayerNorm over channels, (B, C, H, W) -> (B, C, H, W)."""
         b, c, h, w = x.shape
         # LayerNorm in the token layout, as the original does (same numbers, same MACs).
         x = self.norm(x.flatten(2).transpose(1, 2))  # (B, H*W, C)
@@ -201,7 +197,7 @@ class VAN(nn.Module):
         self.strides: tuple[int, ...] = tuple(
             math.prod(strides[: i + 1]) for i in range(len(strides))
         )
-        # timm feature contract (see vanseg.models.timm_registry)
+        # timm's feature contract, also read by the Segmentor for the head widths.
         self.feature_info = [
             dict(num_chs=c, reduction=r, module=f"stages.{i}")
             for i, (c, r) in enumerate(zip(self.out_channels, self.strides, strict=True))
@@ -220,12 +216,26 @@ class VAN(nn.Module):
         self,
         x: torch.Tensor,
         indices: int | Sequence[int] | None = None,
-        norm: bool = False,
+        norm: bool = True,
         stop_early: bool = False,
         output_fmt: str = "NCHW",
         intermediates_only: bool = False,
     ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """timm's feature-extraction API: the selected stage maps (after each LayerNorm)."""
+        """timm's feature-extraction API: the selected stage maps.
+
+        Args:
+            x: Images (B, 3, H, W).
+            indices: Stages to return: all (None), the last n (int) or these indices.
+            norm: Return each map after its stage's LayerNorm (what :meth:`forward` returns
+                and the heads read) or, if False, before it. Later stages always consume the
+                normalised map, as in the original.
+            stop_early: Stop after the last requested stage.
+            output_fmt: Only ``"NCHW"``.
+            intermediates_only: Return only the list of maps.
+
+        Returns:
+            The maps, or ``(final map, maps)``.
+        """
         if output_fmt != "NCHW":
             raise ValueError(f"VAN returns NCHW features only, got output_fmt={output_fmt!r}")
         n = len(self.stages)
@@ -237,9 +247,10 @@ class VAN(nn.Module):
             take = [i % n for i in indices]
         intermediates = []
         for i, stage in enumerate(self.stages):
-            x = stage(x)
+            before_norm = stage.forward_blocks(x)
+            x = stage.normalize(before_norm)
             if i in take:
-                intermediates.append(x)
+                intermediates.append(x if norm else before_norm)
             if stop_early and i >= max(take):
                 break
         if intermediates_only:
@@ -259,15 +270,28 @@ def _init_weights(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
-def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename original VAN keys (``patch_embed{s}``, ``block{s}.{i}``, ``norm{s}``) to ours.
+def checkpoint_filter_fn(
+    state_dict: Mapping[str, torch.Tensor], model: nn.Module | None = None
+) -> dict[str, torch.Tensor]:
+    """Map an original VAN state dict to this module's keys (the one place that does it).
 
-    Works on the backbone keys of the classification and the segmentation checkpoints,
-    without any prefix. Keys that are not backbone keys (e.g. the classifier ``head.*``)
-    are returned unchanged so the caller can report them.
+    Accepts the keys of the classification checkpoints and the backbone keys of the
+    segmentation checkpoints (without ``backbone.``): strips a ``module.`` prefix, drops the
+    ImageNet classifier ``head.*`` and renames ``patch_embed{s}``, ``block{s}.{i}`` and
+    ``norm{s}`` to ``stages.{s-1}.patch_embed``, ``.blocks.{i}`` and ``.norm``. Any other key
+    is returned unchanged so that a strict load reports it.
+
+    Args:
+        state_dict: Tensors by original key (already unwrapped from ``state_dict``).
+        model: The model the weights are for (timm's filter signature). The classifier is
+            kept only if this model has a ``head`` of its own; a VAN backbone has none.
     """
+    keep_classifier = model is not None and hasattr(model, CLASSIFIER_PREFIX.rstrip("."))
     out = {}
     for key, value in state_dict.items():
+        key = key.removeprefix("module.")
+        if key.startswith(CLASSIFIER_PREFIX) and not keep_classifier:
+            continue
         out[_rename_backbone_key(key)] = value
     return out
 
@@ -279,74 +303,3 @@ def _rename_backbone_key(key: str) -> str:
         if first.startswith(prefix) and index.isdigit() and 1 <= int(index) <= 4:
             return f"stages.{int(index) - 1}.{new}.{rest}"
     return key
-
-
-def _van(size: str, pretrained: str | None, unsafe_load: bool, **kwargs) -> VAN:
-    dims, depths = VAN_SIZES[size]
-    model = VAN(embed_dims=dims, depths=depths, **kwargs)
-    if pretrained:
-        from vanseg.models.pretrained import load_pretrained_backbone
-
-        load_pretrained_backbone(model, pretrained, unsafe_load=unsafe_load)
-    return model
-
-
-def van_tiny(
-    pretrained: str | None = None,
-    unsafe_load: bool = False,
-    strides: Sequence[int] = (4, 2, 2, 2),
-    drop_path_rate: float = 0.1,
-) -> VAN:
-    """VAN-Tiny (VAN-B0): dims (32, 64, 160, 256), depths (3, 3, 5, 2), 3.85M params.
-
-    Args:
-        pretrained: Path of an ImageNet checkpoint of the original VAN classification repo.
-        unsafe_load: Allow full unpickling of ``pretrained`` (only for files you trust).
-        strides: Per-stage patch-embedding strides.
-        drop_path_rate: Stochastic depth of the last block.
-    """
-    return _van("van_tiny", pretrained, unsafe_load, strides=strides, drop_path_rate=drop_path_rate)
-
-
-def van_small(
-    pretrained: str | None = None,
-    unsafe_load: bool = False,
-    strides: Sequence[int] = (4, 2, 2, 2),
-    drop_path_rate: float = 0.1,
-) -> VAN:
-    """VAN-Small (VAN-B1): dims (64, 128, 320, 512), depths (2, 2, 4, 2). Args as van_tiny."""
-    return _van(
-        "van_small", pretrained, unsafe_load, strides=strides, drop_path_rate=drop_path_rate
-    )
-
-
-def van_base(
-    pretrained: str | None = None,
-    unsafe_load: bool = False,
-    strides: Sequence[int] = (4, 2, 2, 2),
-    drop_path_rate: float = 0.1,
-) -> VAN:
-    """VAN-Base (VAN-B2): dims (64, 128, 320, 512), depths (3, 3, 12, 3). Args as van_tiny."""
-    return _van("van_base", pretrained, unsafe_load, strides=strides, drop_path_rate=drop_path_rate)
-
-
-def van_large(
-    pretrained: str | None = None,
-    unsafe_load: bool = False,
-    strides: Sequence[int] = (4, 2, 2, 2),
-    drop_path_rate: float = 0.1,
-) -> VAN:
-    """VAN-Large (VAN-B3): dims (64, 128, 320, 512), depths (3, 5, 27, 3). Args as van_tiny."""
-    return _van(
-        "van_large", pretrained, unsafe_load, strides=strides, drop_path_rate=drop_path_rate
-    )
-
-
-def van_test(
-    pretrained: str | None = None,
-    unsafe_load: bool = False,
-    strides: Sequence[int] = (4, 2, 2, 2),
-    drop_path_rate: float = 0.0,
-) -> VAN:
-    """Tiny VAN for tests and smoke runs: dims (32, 32, 64, 64), one block per stage."""
-    return _van("van_test", pretrained, unsafe_load, strides=strides, drop_path_rate=drop_path_rate)

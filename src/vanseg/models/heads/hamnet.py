@@ -1,7 +1,7 @@
 """HamNet decode head on the output-stride-8 backbone (VAN-Segmentation ``HamHead``).
 
 3x3 squeeze, Hamburger (NMF), 3x3 align, then a 3x3 conv over the concatenation of the
-backbone's last stage and the aligned features, then the classifier (REFERENCE.md §5).
+backbone's last stage and the aligned features, then the classifier (docs/reference.md §5).
 """
 
 from __future__ import annotations

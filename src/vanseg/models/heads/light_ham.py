@@ -1,7 +1,7 @@
 """Light-Ham decode head (Guo et al., SegNeXt, arXiv:2209.08575; VAN-Segmentation ``LightHamHead``).
 
 Resizes stages 2-4 to the stage-2 size (1/8), concatenates them, squeezes with a 1x1 conv,
-applies a Hamburger (NMF) block and a 1x1 ``align`` conv, then classifies (REFERENCE.md §5).
+applies a Hamburger (NMF) block and a 1x1 ``align`` conv, then classifies (docs/reference.md §5).
 """
 
 from __future__ import annotations

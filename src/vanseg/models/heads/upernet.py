@@ -1,7 +1,7 @@
 """UperNet decode head (Xiao et al., arXiv:1807.10221; mmseg ``UPerHead``).
 
 A pyramid-pooling module (scales 1, 2, 3, 6) on the last stage, FPN-style top-down fusion
-with the other stages, all levels resized to 1/4 and fused by a 3x3 conv (REFERENCE.md §5).
+with the other stages, all levels resized to 1/4 and fused by a 3x3 conv (docs/reference.md §5).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Submodules are named ``conv``, then ``bn`` (BatchNorm) or ``gn`` (GroupNorm), then
 ``activate`` (ReLU), as mmcv names them, so original checkpoints map onto this module by key
-prefix alone and the original weight-decay rule (substring ``norm``, REFERENCE.md §3.10)
+prefix alone and the original weight-decay rule (substring ``norm``, docs/reference.md §3.10)
 selects the same parameters. The conv has a bias only when there is no norm.
 """
 

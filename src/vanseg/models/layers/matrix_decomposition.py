@@ -1,7 +1,7 @@
 """Non-negative matrix factorisation (NMF2D) and the Hamburger block of the Ham heads.
 
 Geng et al., "Is Attention Better Than Matrix Decomposition?", arXiv:2109.04553, as used by
-VAN-Segmentation (``mmseg/models/decode_heads/ham_head.py``; REFERENCE.md §5-6).
+VAN-Segmentation (``mmseg/models/decode_heads/ham_head.py``; docs/reference.md §5-6).
 
 Faithful by default: fresh bases from ``torch.rand`` on the CPU generator at every forward,
 6 multiplicative-update steps in training and 7 in eval, ``inv_t = 1``, and autograd
