@@ -6,6 +6,7 @@ import json
 import logging
 import netrc
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -15,20 +16,39 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from vanseg.api import build_model_from_config
+from vanseg.data.ade20k import DatasetError
 from vanseg.models.pretrained import CheckpointError, load_file
+from vanseg.training.checkpointing import checkpoint_step, keep_finite_checkpoint
+from vanseg.training.log_setup import configure_run_logging, stdout_is_terminal
 from vanseg.training.module import NonFiniteLossError, SegmentationModule
+from vanseg.training.run_dir import write_results
+from vanseg.training.signals import (
+    AtomicCheckpointIO,
+    EmergencyCheckpoint,
+    StopRequest,
+    TrainingInterrupted,
+    TrainingStopped,
+)
 from vanseg.utils.config import model_config
 from vanseg.utils.hydra_callbacks import RESULT_FILE
 
-__all__ = ["train", "resolve_ckpt_path", "ConfigError"]
+__all__ = ["train", "resolve_ckpt_path", "ConfigError", "TrainingDataError"]
 
 log = logging.getLogger("vanseg")
 
 
 class ConfigError(ValueError):
     """An option combination that cannot work; the message says what to change."""
+
+
+class TrainingDataError(TrainingStopped, DatasetError):
+    """A dataset file failed while training or validating; a checkpoint of the step was saved."""
+
+    exit_code = 2
 
 
 def _is_rank_zero() -> bool:
@@ -164,9 +184,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if _is_rank_zero():
         datamodule.prepare_data()  # data errors come before any model is built
 
+    callbacks = _instantiate_all(cfg.get("callbacks"))
+    bar_on_terminal = stdout_is_terminal() and any(isinstance(c, ProgressBar) for c in callbacks)
+    if not bar_on_terminal:  # in a file the text log replaces the bar
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    configure_run_logging(bar_on_terminal)
+
     mcfg = model_config(cfg)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg)
     meta = _check_resume_compatible(ckpt_path, mcfg) if ckpt_path else {}
+    if ckpt_path:
+        log.info(
+            "resuming from step %s of run %s: %s",
+            checkpoint_step(Path(ckpt_path)),
+            Path(ckpt_path).resolve().parent.parent,
+            ckpt_path,
+        )
     if ckpt_path:  # the resumed weights replace the ImageNet ones
         mcfg["backbone"]["pretrained"] = None
     model = build_model_from_config(mcfg)
@@ -189,17 +222,43 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     for logger in loggers:
         if hasattr(logger, "experiment") and type(logger).__name__ == "WandbLogger":
             module.wandb_run_id = logger.version
+    stop = StopRequest()
+    emergency = EmergencyCheckpoint(_checkpoint_dir(cfg, callbacks), stop, keep_on=(DatasetError,))
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
-        callbacks=_instantiate_all(cfg.get("callbacks")),
+        callbacks=[*callbacks, emergency],
         logger=loggers or False,
+        plugins=[AtomicCheckpointIO()],
+        enable_progress_bar=bar_on_terminal,
         **trainer_overrides,
     )
+    stop.install()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     except NonFiniteLossError as err:
-        last = _last_checkpoint(trainer)
-        raise NonFiniteLossError(f"{err} Last checkpoint: {last or 'none written yet'}") from err
+        kept = keep_finite_checkpoint(emergency.dirpath, module.global_step)
+        raise NonFiniteLossError(f"{err} Last checkpoint: {kept or 'none written yet'}") from err
+    except (TrainingInterrupted, SIGTERMException) as err:
+        if not isinstance(err, TrainingInterrupted):  # Lightning's stop (SIGTERM in validation)
+            err = TrainingInterrupted(signal.SIGTERM, emergency.saved_step or 0, emergency.saved)
+        _finish(cfg, trainer, module, {"stopped": str(err)})
+        raise err from None
+    except DatasetError as err:
+        step, saved = emergency.saved_step, emergency.saved
+        _finish(cfg, trainer, module, {"stopped": str(err)})
+        raise TrainingDataError(
+            f"{err} Training stopped at step {step}; checkpoint: {saved or 'none saved'}. Fix or "
+            f"remove the file, then resume with ckpt_path={saved or 'last'}"
+        ) from err
+    finally:
+        stop.restore()
+    return _finish(cfg, trainer, module)
+
+
+def _finish(
+    cfg: DictConfig, trainer: pl.Trainer, module: SegmentationModule, extra: dict | None = None
+) -> dict[str, Any]:
+    """The run's results (final validation metrics, checkpoints), written to results.json."""
     metrics = {
         k: float(v)
         for k, v in trainer.callback_metrics.items()
@@ -211,10 +270,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "best_checkpoint": _best_checkpoint(trainer),
         "steps": trainer.global_step,
         "overrides": _task_overrides(),
+        **(extra or {}),
     }
     if trainer.is_global_zero:
         _write_summary(cfg, module, result)
     return result
+
+
+def _checkpoint_dir(cfg: DictConfig, callbacks: list[Any]) -> Path:
+    """Where the run's ``last.ckpt`` goes: the folder of the ``save_last`` checkpoint callback."""
+    for cb in callbacks:
+        if isinstance(cb, ModelCheckpoint) and cb.save_last and cb.dirpath:
+            return Path(cb.dirpath)
+    return Path(cfg.paths.output_dir) / "checkpoints"
 
 
 def _task_overrides() -> list[str]:
@@ -243,8 +311,7 @@ def _write_summary(cfg: DictConfig, module: SegmentationModule, result: dict[str
     from rich.table import Table
 
     out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / RESULT_FILE).write_text(json.dumps(result, indent=2))
+    write_results(out / RESULT_FILE, result)
     console = Console()
     table = Table(title=f"Final validation ({result['steps']} steps)")
     table.add_column("metric")
@@ -255,8 +322,11 @@ def _write_summary(cfg: DictConfig, module: SegmentationModule, result: dict[str
     if per_class is not None:
         for name, iou in zip(module.class_names, per_class.tolist(), strict=True):
             table.add_row(f"  IoU {name}", "nan" if iou != iou else f"{iou:.4f}")
+    if result.get("stopped"):
+        table.caption = "stopped early"
     console.print(table)
     ckpt = result["best_checkpoint"] or result["checkpoint"]
-    if ckpt:
-        console.print(f"Checkpoint: {ckpt}")
-        console.print(f"Evaluate it: python eval.py ckpt_path={ckpt}")
+    if ckpt:  # soft_wrap: paths and commands stay on one line in log files
+        for line in (f"Checkpoint: {ckpt}", f"Evaluate it: python eval.py ckpt_path={ckpt}"):
+            console.print(line, soft_wrap=True, markup=False, highlight=False)
+            log.info(line)
