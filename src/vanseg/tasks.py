@@ -169,13 +169,22 @@ def _loggers(cfg: DictConfig, wandb_run_id: str | None) -> list[Any]:
                 kwargs["offline"] = not _wandb_credentials()
             if wandb_run_id:
                 kwargs.update(id=wandb_run_id, resume="allow")
-        loggers.append(instantiate(node, **kwargs))
+        logger = instantiate(node, **kwargs)
+        init = getattr(logger, "_wandb_init", None)
+        if isinstance(init, dict) and init.get("anonymous") is None:
+            init.pop("anonymous", None)  # wandb warns about the deprecated setting, even unset
+        loggers.append(logger)
         log.debug("logger %s", name)
     return loggers
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train (and validate) the configured model; returns the final metrics."""
+    callbacks = _instantiate_all(cfg.get("callbacks"))
+    bar_on_terminal = stdout_is_terminal() and any(isinstance(c, ProgressBar) for c in callbacks)
+    if not bar_on_terminal:  # in a file the text log replaces the bar
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    configure_run_logging(bar_on_terminal)
     _refuse_multirun_ddp(cfg)
     trainer_overrides = _check_devices(cfg.trainer)
     pl.seed_everything(cfg.seed, workers=True)
@@ -183,12 +192,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = instantiate(cfg.data)
     if _is_rank_zero():
         datamodule.prepare_data()  # data errors come before any model is built
-
-    callbacks = _instantiate_all(cfg.get("callbacks"))
-    bar_on_terminal = stdout_is_terminal() and any(isinstance(c, ProgressBar) for c in callbacks)
-    if not bar_on_terminal:  # in a file the text log replaces the bar
-        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    configure_run_logging(bar_on_terminal)
 
     mcfg = model_config(cfg)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg)
@@ -326,7 +329,6 @@ def _write_summary(cfg: DictConfig, module: SegmentationModule, result: dict[str
         table.caption = "stopped early"
     console.print(table)
     ckpt = result["best_checkpoint"] or result["checkpoint"]
-    if ckpt:  # soft_wrap: paths and commands stay on one line in log files
-        for line in (f"Checkpoint: {ckpt}", f"Evaluate it: python eval.py ckpt_path={ckpt}"):
-            console.print(line, soft_wrap=True, markup=False, highlight=False)
-            log.info(line)
+    if ckpt:
+        log.info("Checkpoint: %s", ckpt)  # a log line: never wrapped, also in train.log
+        log.info("Evaluate it: python eval.py ckpt_path=%s", ckpt)
