@@ -239,7 +239,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     except NonFiniteLossError as err:
-        kept = keep_finite_checkpoint(emergency.dirpath, module.global_step)
+        kept = (  # rank 0 owns the checkpoint folder
+            keep_finite_checkpoint(emergency.dirpath, module.global_step)
+            if trainer.is_global_zero
+            else _last_checkpoint(trainer)
+        )
         raise NonFiniteLossError(f"{err} Last checkpoint: {kept or 'none written yet'}") from err
     except (TrainingInterrupted, SIGTERMException) as err:
         if not isinstance(err, TrainingInterrupted):  # Lightning's stop (SIGTERM in validation)

@@ -44,6 +44,8 @@ def fresh_dir(base: str) -> str:
     """
     if base in _made:
         return _made[base]
+    if not launcher_is_rank_zero():  # srun/torchrun ranks > 0 join rank 0's folder
+        return base
     Path(base).parent.mkdir(parents=True, exist_ok=True)
     for n in range(10_000):
         candidate = base if n == 0 else f"{base}_{n}"
