@@ -24,6 +24,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -121,6 +122,9 @@ class StopRequest:
             )
 
     def install(self) -> None:
+        """Install the handlers (main thread only: Python delivers signals there)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
         for signum in STOP_SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handle)
 
