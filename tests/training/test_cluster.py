@@ -109,6 +109,33 @@ def test_text_log_in_a_file_and_reuse_of_a_finished_run_is_refused(tiny_data_ove
     assert f"hydra.run.dir={run} already holds a run" in refused.stderr
     assert _checksums(run) == before
 
+    # resuming that very run continues there and appends: nothing earlier is rewritten
+    old_log, old_csv = (run / "train.log").read_text(), (run / "csv/metrics.csv").read_text()
+    resumed = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            *[a for a in args if not a.startswith("trainer.max_steps")],
+            "trainer.max_steps=8",
+            f"hydra.run.dir={run}",
+            f"ckpt_path={run}/checkpoints/last.ckpt",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    after = _checksums(run)
+    for name in (".hydra/config.yaml", ".hydra/overrides.yaml", "checkpoints/step_000006.ckpt"):
+        assert after[name] == before[name], name
+    assert after["results.1.json"] == before["results.json"]  # the earlier result, kept
+    assert "ckpt_path=" in (run / ".hydra/resume_1/overrides.yaml").read_text()
+    assert (run / "train.log").read_text().startswith(old_log)
+    assert "step 8/8" in (run / "train.log").read_text()
+    assert (run / "csv/metrics.csv").read_text().startswith(old_csv.splitlines()[0])
+    assert len((run / "csv/metrics.csv").read_text()) > len(old_csv)
+
 
 @pytest.mark.slow
 def test_two_runs_with_the_same_folder_name_get_two_folders(tiny_data_overrides, tmp_path):
