@@ -25,7 +25,7 @@ from vanseg.models.pretrained import CheckpointError, load_file
 from vanseg.training.checkpointing import checkpoint_step, keep_finite_checkpoint
 from vanseg.training.log_setup import configure_run_logging, stdout_is_terminal
 from vanseg.training.module import NonFiniteLossError, SegmentationModule
-from vanseg.training.run_dir import write_results
+from vanseg.training.run_dir import fresh_csv_version, write_results
 from vanseg.training.signals import (
     AtomicCheckpointIO,
     EmergencyCheckpoint,
@@ -164,6 +164,9 @@ def _loggers(cfg: DictConfig, wandb_run_id: str | None) -> list[Any]:
         if node is None:
             continue
         kwargs: dict[str, Any] = {}
+        if "CSVLogger" in node._target_ and isinstance(node.get("version"), str):
+            # a run resumed in its own folder gets a new CSV file
+            kwargs["version"] = fresh_csv_version(node.save_dir, node.name, node.version)
         if "WandbLogger" in node._target_:
             if node.offline == "auto":
                 kwargs["offline"] = not _wandb_credentials()

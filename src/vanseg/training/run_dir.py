@@ -119,3 +119,18 @@ def write_results(path: Path, result: dict[str, Any]) -> Path:
     tmp.write_text(json.dumps(result, indent=2))
     os.replace(tmp, path)
     return path
+
+
+def fresh_csv_version(save_dir: str | Path, name: str, version: str) -> str:
+    """A CSV logger version whose ``metrics.csv`` does not exist yet.
+
+    A run resumed in its own folder logs into ``<name>/resume_<n>/`` instead of rewriting the
+    earlier session's file (Lightning rewrites it when the columns differ).
+    """
+    base = Path(save_dir) / name
+    if not (base / version / "metrics.csv").exists():
+        return version
+    n = 1
+    while (base / f"{version}resume_{n}" / "metrics.csv").exists():
+        n += 1
+    return f"{version}resume_{n}"
