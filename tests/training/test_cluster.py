@@ -240,7 +240,7 @@ def test_non_finite_loss_keeps_the_checkpoint_before_the_bad_step(
     overrides = [
         *fast_train_overrides,
         "trainer.val_check_interval=1",
-        "trainer.limit_val_batches=0",  # checkpoints only: faster
+        "+trainer.limit_val_batches=0",  # checkpoints only: faster
         "~callbacks.best_checkpoint",
     ]
     with pytest.raises(module.NonFiniteLossError, match="at step 3") as err:
