@@ -6,6 +6,7 @@ import json
 import logging
 import netrc
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +16,38 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from vanseg.api import build_model_from_config
+from vanseg.data.ade20k import DatasetError
 from vanseg.errors import ConfigError, InputNotFoundError
 from vanseg.models.pretrained import CheckpointError, load_file
+from vanseg.training.checkpointing import checkpoint_step, keep_finite_checkpoint
+from vanseg.training.log_setup import configure_run_logging, stdout_is_terminal
 from vanseg.training.module import NonFiniteLossError, SegmentationModule
 from vanseg.training.resume import checkpoints_newest_first, newest_intact_checkpoint
+from vanseg.training.run_dir import fresh_csv_version, write_results
+from vanseg.training.signals import (
+    AtomicCheckpointIO,
+    EmergencyCheckpoint,
+    StopRequest,
+    TrainingInterrupted,
+    TrainingStopped,
+)
 from vanseg.utils.config import model_config
 from vanseg.utils.config_checks import check_train_config
 from vanseg.utils.hydra_callbacks import RESULT_FILE
 
-__all__ = ["train", "resolve_ckpt_path", "ConfigError"]
+__all__ = ["train", "resolve_ckpt_path", "ConfigError", "TrainingDataError"]
 
 log = logging.getLogger("vanseg")
+
+
+class TrainingDataError(TrainingStopped, DatasetError):
+    """A dataset file failed while training or validating; a checkpoint of the step was saved."""
+
+    exit_code = 2
 
 
 def _is_rank_zero() -> bool:
@@ -143,12 +163,19 @@ def _loggers(cfg: DictConfig, wandb_run_id: str | None) -> list[Any]:
         if node is None:
             continue
         kwargs: dict[str, Any] = {}
+        if "CSVLogger" in node._target_ and isinstance(node.get("version"), str):
+            # a run resumed in its own folder gets a new CSV file
+            kwargs["version"] = fresh_csv_version(node.save_dir, node.name, node.version)
         if "WandbLogger" in node._target_:
             if node.offline == "auto":
                 kwargs["offline"] = not _wandb_credentials()
             if wandb_run_id:
                 kwargs.update(id=wandb_run_id, resume="allow")
-        loggers.append(instantiate(node, **kwargs))
+        logger = instantiate(node, **kwargs)
+        init = getattr(logger, "_wandb_init", None)
+        if isinstance(init, dict) and init.get("anonymous") is None:
+            init.pop("anonymous", None)  # wandb warns about the deprecated setting, even unset
+        loggers.append(logger)
         log.debug("logger %s", name)
     return loggers
 
@@ -156,6 +183,11 @@ def _loggers(cfg: DictConfig, wandb_run_id: str | None) -> list[Any]:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train (and validate) the configured model; returns the final metrics."""
     check_train_config(cfg)  # types, ranges and devices, before any data or model work
+    callbacks = _instantiate_all(cfg.get("callbacks"))
+    bar_on_terminal = stdout_is_terminal() and any(isinstance(c, ProgressBar) for c in callbacks)
+    if not bar_on_terminal:  # in a file the text log replaces the bar
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    configure_run_logging(bar_on_terminal)
     _refuse_multirun_ddp(cfg)
     trainer_overrides = _check_devices(cfg.trainer)
     pl.seed_everything(cfg.seed, workers=True)
@@ -167,6 +199,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     mcfg = model_config(cfg)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg)
     meta = _check_resume_compatible(ckpt_path, mcfg) if ckpt_path else {}
+    if ckpt_path:
+        log.info(
+            "resuming from step %s of run %s: %s",
+            checkpoint_step(Path(ckpt_path)),
+            Path(ckpt_path).resolve().parent.parent,
+            ckpt_path,
+        )
     if ckpt_path:  # the resumed weights replace the ImageNet ones
         mcfg["backbone"]["pretrained"] = None
     model = build_model_from_config(mcfg)
@@ -189,17 +228,47 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     for logger in loggers:
         if hasattr(logger, "experiment") and type(logger).__name__ == "WandbLogger":
             module.wandb_run_id = logger.version
+    stop = StopRequest()
+    emergency = EmergencyCheckpoint(_checkpoint_dir(cfg, callbacks), stop, keep_on=(DatasetError,))
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
-        callbacks=_instantiate_all(cfg.get("callbacks")),
+        callbacks=[*callbacks, emergency],
         logger=loggers or False,
+        plugins=[AtomicCheckpointIO()],
+        enable_progress_bar=bar_on_terminal,
         **trainer_overrides,
     )
+    stop.install()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     except NonFiniteLossError as err:
-        last = _last_checkpoint(trainer)
-        raise NonFiniteLossError(f"{err} Last checkpoint: {last or 'none written yet'}") from err
+        kept = (  # rank 0 owns the checkpoint folder
+            keep_finite_checkpoint(emergency.dirpath, module.global_step)
+            if trainer.is_global_zero
+            else _last_checkpoint(trainer)
+        )
+        raise NonFiniteLossError(f"{err} Last checkpoint: {kept or 'none written yet'}") from err
+    except (TrainingInterrupted, SIGTERMException) as err:
+        if not isinstance(err, TrainingInterrupted):  # Lightning's stop (SIGTERM in validation)
+            err = TrainingInterrupted(signal.SIGTERM, emergency.saved_step or 0, emergency.saved)
+        _finish(cfg, trainer, module, {"stopped": str(err)})
+        raise err from None
+    except DatasetError as err:
+        step, saved = emergency.saved_step, emergency.saved
+        _finish(cfg, trainer, module, {"stopped": str(err)})
+        raise TrainingDataError(
+            f"{err} Training stopped at step {step}; checkpoint: {saved or 'none saved'}. Fix or "
+            f"remove the file, then resume with ckpt_path={saved or 'last'}"
+        ) from err
+    finally:
+        stop.restore()
+    return _finish(cfg, trainer, module)
+
+
+def _finish(
+    cfg: DictConfig, trainer: pl.Trainer, module: SegmentationModule, extra: dict | None = None
+) -> dict[str, Any]:
+    """The run's results (final validation metrics, checkpoints), written to results.json."""
     metrics = {
         k: float(v)
         for k, v in trainer.callback_metrics.items()
@@ -211,10 +280,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "best_checkpoint": _best_checkpoint(trainer),
         "steps": trainer.global_step,
         "overrides": _task_overrides(),
+        **(extra or {}),
     }
     if trainer.is_global_zero:
         _write_summary(cfg, module, result)
     return result
+
+
+def _checkpoint_dir(cfg: DictConfig, callbacks: list[Any]) -> Path:
+    """Where the run's ``last.ckpt`` goes: the folder of the ``save_last`` checkpoint callback."""
+    for cb in callbacks:
+        if isinstance(cb, ModelCheckpoint) and cb.save_last and cb.dirpath:
+            return Path(cb.dirpath)
+    return Path(cfg.paths.output_dir) / "checkpoints"
 
 
 def _task_overrides() -> list[str]:
@@ -243,8 +321,7 @@ def _write_summary(cfg: DictConfig, module: SegmentationModule, result: dict[str
     from rich.table import Table
 
     out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / RESULT_FILE).write_text(json.dumps(result, indent=2))
+    write_results(out / RESULT_FILE, result)
     console = Console()
     table = Table(title=f"Final validation ({result['steps']} steps)")
     table.add_column("metric")
@@ -255,8 +332,10 @@ def _write_summary(cfg: DictConfig, module: SegmentationModule, result: dict[str
     if per_class is not None:
         for name, iou in zip(module.class_names, per_class.tolist(), strict=True):
             table.add_row(f"  IoU {name}", "nan" if iou != iou else f"{iou:.4f}")
+    if result.get("stopped"):
+        table.caption = "stopped early"
     console.print(table)
     ckpt = result["best_checkpoint"] or result["checkpoint"]
     if ckpt:
-        console.print(f"Checkpoint: {ckpt}")
-        console.print(f"Evaluate it: python eval.py ckpt_path={ckpt}")
+        log.info("Checkpoint: %s", ckpt)  # a log line: never wrapped, also in train.log
+        log.info("Evaluate it: python eval.py ckpt_path=%s", ckpt)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
 
 import pytest
 import torch
@@ -10,6 +12,8 @@ import torch
 import vanseg
 from vanseg.models.pretrained import CheckpointError
 from vanseg.tasks import ConfigError, train
+from vanseg.training.signals import TrainingInterrupted
+from vanseg.training.text_log import TextProgressLog
 from vanseg.utils.config import compose_config
 
 
@@ -34,11 +38,28 @@ def test_short_run_writes_checkpoints_results_and_logs(fast_train_overrides, tmp
     assert model.num_classes == 8 and not model.training
 
 
-def test_resume_is_exact(fast_train_overrides, tmp_path) -> None:
+def _sigterm_during_validation(self, trainer, *args, **kwargs) -> None:
+    if not trainer.sanity_checking and trainer.global_step == 2:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.mark.parametrize("start", ["periodic", pytest.param("signal", marks=pytest.mark.slow)])
+def test_resume_is_exact(fast_train_overrides, tmp_path, monkeypatch, start) -> None:
     straight = tmp_path / "straight"
     _run([*fast_train_overrides, f"paths.output_dir={straight}"])
     resumed = tmp_path / "resumed"
     half = straight / "checkpoints" / "step_000002.ckpt"
+    if start == "signal":  # SIGTERM in the validation of step 2: the stop saves that step
+        stopped = tmp_path / "stopped"
+        with monkeypatch.context() as m:
+            m.setattr(
+                TextProgressLog, "on_validation_batch_start", _sigterm_during_validation, False
+            )
+            with pytest.raises(TrainingInterrupted, match="stopped at step 2") as err:
+                _run([*fast_train_overrides, f"paths.output_dir={stopped}"])
+        assert err.value.exit_code == 143
+        half = stopped / "checkpoints" / "last.ckpt"
+        assert torch.load(half, weights_only=False)["global_step"] == 2
     _run([*fast_train_overrides, f"paths.output_dir={resumed}", f"ckpt_path={half}"])
     a = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=False)
     b = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=False)

@@ -16,6 +16,13 @@ __all__ = ["StepProgressBar", "LogValidationImages"]
 class StepProgressBar(RichProgressBar):
     """Rich progress bar counting optimizer steps up to ``max_steps`` (with loss, lr, ETA)."""
 
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        for key, value in metrics.items():  # learning rates are ~1e-4: "0.000" with 3 decimals
+            if key.endswith("lr") and isinstance(value, (int, float)):
+                metrics[key] = f"{value:.2e}"
+        return metrics
+
     def _get_train_description(self, current_epoch: int) -> str:
         trainer = self.trainer
         return f"step {trainer.global_step}/{trainer.max_steps}"

@@ -24,9 +24,16 @@ def checkpoints_newest_first(folders: Iterable[Path]) -> list[Path]:
 
     Within each group the newest comes first. ``last.ckpt`` and the periodic ``step_*.ckpt``
     are written right after a training step; ``best*`` files at the end of a validation, a
-    different point of the loop, so they are the last resort.
+    different point of the loop, so they are the last resort. ``nonfinite_*`` files (weights
+    of a non-finite loss, `vanseg.training.checkpointing.keep_finite_checkpoint`) never count.
     """
-    files = [p for folder in folders if folder.is_dir() for p in folder.glob("*.ckpt")]
+    files = [
+        p
+        for folder in folders
+        if folder.is_dir()
+        for p in folder.glob("*.ckpt")
+        if not p.name.startswith("nonfinite_")
+    ]
 
     def rank(path: Path) -> tuple[bool, bool, float]:
         return path.name == "last.ckpt", not path.name.startswith("best"), path.stat().st_mtime

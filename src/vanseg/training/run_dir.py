@@ -1,0 +1,136 @@
+"""Run folders that never collide: a fresh folder per run, and no writing into another run.
+
+* The ``vanseg.fresh_dir`` resolver (used by ``conf/hydra/default.yaml``) creates the run folder
+  exclusively: two runs started in the same second get ``<time>`` and ``<time>_1``.
+* :class:`RunDirGuard` (a Hydra callback) refuses an explicit ``hydra.run.dir`` that already
+  holds a run, before Hydra writes anything there, unless ``ckpt_path`` resumes that very run;
+  then the run continues in place and Hydra's files go to a new ``.hydra/resume_<n>`` folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, read_write
+
+from vanseg.errors import USER_ERROR_EXIT
+from vanseg.utils.distributed import launcher_is_rank_zero
+
+__all__ = [
+    "fresh_dir",
+    "holds_run",
+    "resumes_run",
+    "RunDirGuard",
+    "register_resolver",
+    "write_results",
+]
+
+#: Files and folders that mark a folder as some run's output.
+RUN_MARKERS = (".hydra", "checkpoints", "results.json", "csv", "tensorboard", "wandb")
+
+_made: dict[str, str] = {}
+
+
+def fresh_dir(base: str) -> str:
+    """Create and return ``base``, or ``base_1``, ``base_2``, ... if it exists (race-free).
+
+    The same ``base`` gives the same folder for the rest of the process (Hydra resolves the
+    run folder more than once).
+    """
+    if base in _made:
+        return _made[base]
+    if not launcher_is_rank_zero():  # srun/torchrun ranks > 0 join rank 0's folder
+        return base
+    Path(base).parent.mkdir(parents=True, exist_ok=True)
+    for n in range(10_000):
+        candidate = base if n == 0 else f"{base}_{n}"
+        try:
+            os.mkdir(candidate)  # atomic: exactly one process creates it
+        except FileExistsError:
+            continue
+        _made[base] = candidate
+        return candidate
+    raise RuntimeError(f"no free run folder name after {base}_9999")
+
+
+def register_resolver() -> None:
+    """Register ``${vanseg.fresh_dir:<path>}`` with OmegaConf (idempotent)."""
+    if not OmegaConf.has_resolver("vanseg.fresh_dir"):
+        OmegaConf.register_new_resolver("vanseg.fresh_dir", fresh_dir, use_cache=True)
+
+
+def holds_run(folder: Path) -> bool:
+    """Whether ``folder`` holds files of a run (its config, checkpoints, logs or results)."""
+    return folder.is_dir() and any((folder / m).exists() for m in RUN_MARKERS)
+
+
+def resumes_run(ckpt_path: Any, folder: Path) -> bool:
+    """Whether ``ckpt_path`` names a checkpoint of the run in ``folder`` (``last`` included)."""
+    if ckpt_path in (None, ""):
+        return False
+    if str(ckpt_path) == "last":
+        return (folder / "checkpoints" / "last.ckpt").is_file()
+    path = Path(str(ckpt_path)).resolve()
+    return path.is_file() and folder.resolve() in path.parents
+
+
+class RunDirGuard(Callback):
+    """Refuses to start a run in a folder that holds another run (see the module docstring)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not launcher_is_rank_zero() or "trainer" not in config:  # training runs only;
+            return  # DDP ranks > 0 join rank 0's folder
+        folder = Path(str(OmegaConf.select(config, "hydra.run.dir")))
+        if not holds_run(folder):
+            return
+        if not resumes_run(OmegaConf.select(config, "ckpt_path"), folder):
+            print(
+                f"Error: hydra.run.dir={folder} already holds a run; a new run would overwrite "
+                "its files. Choose another hydra.run.dir (or leave it out for a new folder), "
+                f"or continue that run with ckpt_path={folder}/checkpoints/last.ckpt.",
+                file=sys.stderr,
+            )
+            sys.exit(USER_ERROR_EXIT)
+        hydra_dir = folder / ".hydra"
+        n = 1
+        while (hydra_dir / f"resume_{n}").exists():
+            n += 1
+        with read_write(config.hydra):
+            config.hydra.output_subdir = f".hydra/resume_{n}"
+
+
+def write_results(path: Path, result: dict[str, Any]) -> Path:
+    """Write ``result`` as JSON to ``path`` atomically.
+
+    An existing file (an earlier session of a resumed run) is kept as ``<stem>.<n><suffix>``.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        n = 1
+        while path.with_name(f"{path.stem}.{n}{path.suffix}").exists():
+            n += 1
+        path.rename(path.with_name(f"{path.stem}.{n}{path.suffix}"))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    os.replace(tmp, path)
+    return path
+
+
+def fresh_csv_version(save_dir: str | Path, name: str, version: str) -> str:
+    """A CSV logger version whose ``metrics.csv`` does not exist yet.
+
+    A run resumed in its own folder logs into ``<name>/resume_<n>/`` instead of rewriting the
+    earlier session's file (Lightning rewrites it when the columns differ).
+    """
+    base = Path(save_dir) / name
+    if not (base / version / "metrics.csv").exists():
+        return version
+    n = 1
+    while (base / f"{version}resume_{n}" / "metrics.csv").exists():
+        n += 1
+    return f"{version}resume_{n}"
