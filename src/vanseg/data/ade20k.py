@@ -28,6 +28,7 @@ __all__ = [
     "DatasetNotFoundError",
     "PairTransform",
     "find_pairs",
+    "image_to_rgb",
     "layout_help",
     "load_image",
     "load_label",
@@ -153,6 +154,11 @@ def find_pairs(
     return pairs
 
 
+def image_to_rgb(img: Image.Image) -> np.ndarray:
+    """A PIL image as RGB ``uint8`` ``(H, W, 3)``: the one conversion every reader uses."""
+    return np.asarray(img.convert("RGB"))
+
+
 def load_image(path: str | Path) -> np.ndarray:
     """Read an image as RGB ``uint8`` ``(H, W, 3)`` with PIL (no EXIF rotation, PITFALLS.md D3).
 
@@ -161,7 +167,7 @@ def load_image(path: str | Path) -> np.ndarray:
     """
     try:
         with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
+            return image_to_rgb(img)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise DatasetError(
             f"Cannot read image {path}: {err}. Replace or delete the file (and its label); "

@@ -121,37 +121,6 @@ def find_images(spec: str | Path) -> tuple[list[Path], list[Path]]:
     return images, ignored
 
 
-def palette_array(num_classes: int, palette: str | Sequence[Sequence[int]] | None) -> np.ndarray:
-    """``(K, 3)`` uint8 colours: ``"ade20k"``, a list of ``[r, g, b]``, or ``None`` (generated)."""
-    from vanseg.data.classes import resolve_palette
-
-    return np.asarray(resolve_palette(palette, num_classes), dtype=np.uint8)
-
-
-def colorize(mask: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """Class indices ``(H, W)`` -> RGB ``(H, W, 3)`` uint8."""
-    return palette[mask]
-
-
-def blend(image: np.ndarray, mask: np.ndarray, palette: np.ndarray, opacity: float) -> np.ndarray:
-    """``(1 - opacity) * image + opacity * colours``, rounded to uint8 (mmseg ``show_result``)."""
-    if not 0.0 <= opacity <= 1.0:
-        raise ValueError(f"opacity must be in [0, 1], got {opacity}")
-    mixed = (1.0 - opacity) * image.astype(np.float32) + opacity * colorize(mask, palette)
-    return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
-
-
-def save_label(mask: np.ndarray, palette: np.ndarray, path: Path) -> None:
-    """Write class indices as a palette-mode PNG (16-bit grayscale beyond 256 classes)."""
-    if len(palette) > 256:
-        wide = Image.fromarray(mask.astype(np.uint16))
-        write_atomic(path, lambda tmp: wide.save(tmp, format="PNG"))
-        return
-    label = Image.fromarray(mask.astype(np.uint8))
-    label.putpalette(palette.reshape(-1).tolist())  # turns the "L" image into "P" mode
-    write_atomic(path, lambda tmp: label.save(tmp, format="PNG"))
-
-
 def _targets(images: Sequence[Path], output: Path) -> dict[Path, tuple[Path, Path]]:
     by_stem: dict[str, list[Path]] = {}
     for path in images:
