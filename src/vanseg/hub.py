@@ -24,7 +24,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from vanseg.errors import VansegError
@@ -211,4 +210,3 @@ def from_pretrained(source: str | Path, **hub_options: Any) -> nn.Module:
     Use `vanseg.Segmenter.from_pretrained` to get the class names, palette and test protocol too.
     """
     return load_pretrained(source, **hub_options).model
-
