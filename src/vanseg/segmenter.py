@@ -218,6 +218,28 @@ class Segmenter:
         return cls(loaded.model, loaded.meta, **options)
 
     @classmethod
+    def build(
+        cls,
+        backbone: str = "van_tiny",
+        head: str = "light_ham",
+        num_classes: int = 150,
+        pretrained: str | None = None,
+        overrides: Sequence[str] = (),
+        **options: Any,
+    ) -> Segmenter:
+        """A new model from the ``conf/`` groups (as `vanseg.build_model`), ready to call.
+
+        Its head is untrained (random masks unless you train or load weights); the metadata
+        are the ADE20K defaults for 150 classes, generated names and colours otherwise.
+        ``options`` as in the constructor.
+        """
+        from vanseg.api import build_model_from_config, compose_model_config
+
+        model_cfg = compose_model_config(backbone, head, num_classes, pretrained, overrides)
+        model = build_model_from_config(model_cfg)
+        return cls(model, ModelMeta.from_model_and_data(model_cfg), **options)
+
+    @classmethod
     def from_checkpoint(
         cls, path: str | Path, unsafe_load: bool = False, **options: Any
     ) -> Segmenter:
