@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -123,9 +124,13 @@ def test_probs_on_request(segmenter: vanseg.Segmenter, checkpoint: Path, image_f
 def test_same_masks_as_run_predict(
     segmenter: vanseg.Segmenter, checkpoint: Path, image_file: Path, tmp_path: Path
 ) -> None:
-    run_predict(checkpoint, image_file, tmp_path, inference=SMALL, eval_seed=0, progress=False)
+    # predict.yaml's inference node may also hold precision/fast (vanseg.optimize).
+    options = {**SMALL, "precision": "fp32", "fast": False}
+    run_predict(checkpoint, image_file, tmp_path, inference=options, eval_seed=0, progress=False)
     label = np.asarray(Image.open(tmp_path / "labels" / "photo.png"))
     np.testing.assert_array_equal(label, segmenter(image_file).mask)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["precision"] == "fp32" and report["protocol"]["crop"] == 32
 
 
 @pytest.mark.slow

@@ -173,7 +173,8 @@ class Segmenter:
         model: A vanseg segmentor (moved to ``device``, eval mode).
         meta: Its metadata (class names, palette, normalisation, default test protocol).
         inference: ``inference`` options as in ``conf/predict.yaml`` (``mode``, ``crop``, ...);
-            missing keys and ``"checkpoint"`` values take the checkpoint's protocol.
+            missing keys and ``"checkpoint"`` values take the checkpoint's protocol. Its
+            ``precision`` and ``fast`` keys, if present, win over the arguments below.
         tta: ``None`` or ``"ms_flip"`` (the published multi-scale + flip test).
         protocol: A ready protocol instead of ``inference``/``tta`` (its own normalisation).
         precision: ``fp32``, ``bf16`` or ``fp16`` (autocast; `vanseg.optimize.for_inference`).
@@ -198,8 +199,12 @@ class Segmenter:
         eval_seed: int | None = None,
         device: str = "auto",
     ) -> None:
+        options = dict(inference or {})
+        # A config's ``inference`` node may carry these too (``inference.precision``/``fast``).
+        precision = str(options.pop("precision", precision))
+        fast = bool(options.pop("fast", fast))
         self.meta = meta
-        self.protocol = protocol or resolve_inference(meta, inference or {}, tta)
+        self.protocol = protocol or resolve_inference(meta, options, tta)
         self.model = model.to(resolve_device(device)).eval()
         if eval_seed is not None:
             set_eval_seed(self.model, eval_seed)

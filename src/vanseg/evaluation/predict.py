@@ -240,13 +240,10 @@ def run_predict(
     images, ignored = find_images(input)
     if not Path(ckpt_path).is_file():
         raise PredictError(f"checkpoint not found: ckpt_path={ckpt_path} (no such file)")
-    options = dict(inference or {})
-    precision = options.pop("precision", precision)
-    fast = bool(options.pop("fast", fast))
     segmenter = Segmenter.from_checkpoint(
         ckpt_path,
         unsafe_load=unsafe_load,
-        inference=options,
+        inference=inference,
         tta=tta,
         protocol=protocol,
         precision=precision,
@@ -268,8 +265,8 @@ def run_predict(
         "class_names": list(meta.class_names),
         "protocol": protocol.to_dict(),
         "protocol_text": protocol.describe(),
-        "precision": precision,
-        "fast": fast,
+        "precision": segmenter.precision,
+        "fast": segmenter.fast,
         "eval_seed": eval_seed,
         **report.to_dict(),
     }
