@@ -75,7 +75,10 @@ def test_writes_labels_overlays_and_report(checkpoint: Path, images: Path, tmp_p
         pixels = np.asarray(Image.open(images / name).convert("RGB"))
         expected = predict_mask(model, pixels, FAST).numpy()
         np.testing.assert_array_equal(np.asarray(label), expected)
-        assert Image.open(out / "overlays" / f"{stem}.jpg").size == (w, h)
+        # The overlay at the top left (its pixels: test_segmenter), the legend to its right.
+        overlay = Image.open(out / "overlays" / f"{stem}.jpg")
+        legend_rows = len(np.unique(expected))
+        assert overlay.height == max(h, 16 * legend_rows + 12) and overlay.width > w
     saved = json.loads((out / "report.json").read_text())
     assert saved["num_classes"] == K and saved["protocol"]["crop"] == 32
     assert saved["ignored_not_images"] == [str(images / "notes.txt")]

@@ -19,6 +19,7 @@ __all__ = [
     "CKPT_KEY",
     "build_model",
     "build_model_from_config",
+    "compose_model_config",
     "load_model",
     "model_from_checkpoint",
     "save_model",
@@ -65,6 +66,19 @@ def build_model(
             builds without it (the training configs default to ``pretrained/van_*.pth.tar``).
         overrides: Further Hydra overrides, e.g. ``["backbone.pretrained=van_tiny_754.pth.tar"]``.
     """
+    return build_model_from_config(
+        compose_model_config(backbone, head, num_classes, pretrained, overrides)
+    )
+
+
+def compose_model_config(
+    backbone: str = "van_tiny",
+    head: str = "light_ham",
+    num_classes: int = 150,
+    pretrained: str | None = None,
+    overrides: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The ``{backbone, neck, head, aux_head}`` config that :func:`build_model` builds from."""
     from vanseg.utils.config import compose_config, model_config
 
     classes = [] if num_classes is None else [f"data.num_classes={num_classes}"]
@@ -77,7 +91,7 @@ def build_model(
             *overrides,
         ]
     )
-    return build_model_from_config(model_config(cfg))
+    return model_config(cfg)
 
 
 def save_model(

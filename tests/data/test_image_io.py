@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vanseg.data.ade20k import load_image
+from vanseg.data.ade20k import image_to_rgb, load_image
 from vanseg.data.image_io import image_kind
 
 RNG = np.random.default_rng(0)
@@ -104,3 +104,14 @@ def test_plain_rgb_is_not_unusual(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "rgb.jpg")
     with Image.open(tmp_path / "rgb.jpg") as image:
         assert image_kind(image) is None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_in_memory_pil_image_reads_like_its_file(kind: str, tmp_path: Path) -> None:
+    """`Segmenter` accepts PIL images: opened from a file they give the file's pixels."""
+    path = _write(kind, tmp_path)
+    expected = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)[..., ::-1]
+    with Image.open(path) as img:
+        img.load()
+        got = image_to_rgb(img)
+    assert got.dtype == np.uint8 and np.array_equal(got, expected)

@@ -23,7 +23,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from vanseg.data.classes import ADE20K_NUM_CLASSES, IGNORE_INDEX
-from vanseg.data.image_io import read_rgb
+from vanseg.data.image_io import pil_to_rgb, read_rgb
 from vanseg.errors import VansegError
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "DatasetNotFoundError",
     "PairTransform",
     "find_pairs",
+    "image_to_rgb",
     "layout_help",
     "load_image",
     "load_label",
@@ -155,6 +156,11 @@ def find_pairs(
     if no_label or no_image:
         raise DatasetError(unpaired_message(split, no_label, no_image))
     return pairs
+
+
+def image_to_rgb(img: Image.Image) -> np.ndarray:
+    """An in-memory PIL image as RGB ``uint8`` ``(H, W, 3)``, read as :func:`load_image` reads."""
+    return pil_to_rgb(img)
 
 
 def load_image(path: str | Path) -> np.ndarray:

@@ -11,6 +11,7 @@ not rotated (docs/pitfalls.md D3).
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import cv2
@@ -58,6 +59,30 @@ def image_kind(img: Image.Image) -> str | None:
     return ", ".join(notes) or None
 
 
+def _decode_with_cv2(data: np.ndarray) -> np.ndarray:
+    bgr = cv2.imdecode(data, _CV2_FLAGS) if data.size else None
+    if bgr is None or bgr.ndim != 3 or bgr.dtype != np.uint8:
+        raise OSError("OpenCV cannot decode it")
+    return np.ascontiguousarray(bgr[..., ::-1])
+
+
+def pil_to_rgb(img: Image.Image) -> np.ndarray:
+    """An in-memory PIL image as RGB ``uint8`` ``(H, W, 3)``, as :func:`read_rgb` reads files.
+
+    Modes PIL converts exactly are converted directly. Any other (16-bit, CMYK, ...) is read
+    from the file it was opened from, if any, else through a lossless PNG (TIFF for CMYK)
+    encoding and OpenCV.
+    """
+    if img.mode in PIL_EXACT_MODES:
+        return np.asarray(img.convert("RGB"))
+    source = getattr(img, "filename", "")
+    if source and Path(source).is_file():
+        return read_rgb(source)
+    buffer = io.BytesIO()
+    img.save(buffer, format="TIFF" if img.mode == "CMYK" else "PNG")
+    return _decode_with_cv2(np.frombuffer(buffer.getvalue(), dtype=np.uint8))
+
+
 def read_rgb(path: str | Path) -> np.ndarray:
     """Read an image as RGB ``uint8`` ``(H, W, 3)``, equal to OpenCV's ``IMREAD_COLOR`` read.
 
@@ -68,8 +93,4 @@ def read_rgb(path: str | Path) -> np.ndarray:
     with Image.open(path) as img:
         if img.mode in PIL_EXACT_MODES:
             return np.asarray(img.convert("RGB"))
-    data = np.fromfile(path, dtype=np.uint8)
-    bgr = cv2.imdecode(data, _CV2_FLAGS) if data.size else None
-    if bgr is None or bgr.ndim != 3 or bgr.dtype != np.uint8:
-        raise OSError("OpenCV cannot decode it")
-    return np.ascontiguousarray(bgr[..., ::-1])
+    return _decode_with_cv2(np.fromfile(path, dtype=np.uint8))

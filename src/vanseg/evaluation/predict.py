@@ -1,21 +1,21 @@
 """Segment your own images: label PNGs (class indices, palette mode) and colour overlays.
 
 ``predict.py`` at the repository root is the command line; this module holds the logic as plain
-functions. For every input image ``<name>.<ext>`` the output folder gets
+functions, a loop over a `vanseg.Segmenter`. For every input image ``<name>.<ext>`` the output
+folder gets
 
 * ``labels/<name>.png``: the predicted class indices at the image's own size, a palette-mode
   PNG (so it reads back as indices with PIL and shows in colour in any viewer);
 * ``overlays/<name>.jpg``: ``(1 - opacity) * image + opacity * colour``, as mmseg's
-  ``show_result`` blends;
+  ``show_result`` blends, with a legend of the classes present to the right (``legend``);
 
 plus ``report.json`` (checkpoint, protocol, class names, written, skipped and ignored files).
-The checkpoint is loaded, and its protocol, normalisation, class names and palette are taken,
-exactly as ``eval.py`` does (`load_checkpoint`, `resolve_inference`, `ModelMeta`), so both tools
-give the same mask for the same image; explicit options still win. Files are written
-atomically. Nothing is
-skipped silently: an unreadable image stops the run with its name, or, with
-``skip_unreadable``, is listed in the report; files without an image extension in an input
-folder are listed as ignored.
+The segmenter loads the checkpoint and takes its protocol, normalisation, class names and
+palette exactly as ``eval.py`` does (`load_checkpoint`, `resolve_inference`, `ModelMeta`), so
+both tools, and ``Segmenter`` in Python, give the same mask for the same image; explicit
+options still win. Files are written atomically. Nothing is skipped silently: an unreadable
+image stops the run with its name, or, with ``skip_unreadable``, is listed in the report;
+files without an image extension in an input folder are listed as ignored.
 """
 
 from __future__ import annotations
@@ -28,17 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image
 from rich.console import Console
 from rich.progress import track
-from torch import nn
 
 from vanseg.errors import VansegError
-from vanseg.evaluation.checkpoint import FROM_CHECKPOINT, load_checkpoint, resolve_inference
-from vanseg.evaluation.inference import InferenceProtocol, predict_mask, set_eval_seed
+from vanseg.evaluation.checkpoint import FROM_CHECKPOINT
+from vanseg.evaluation.protocol import InferenceProtocol
 from vanseg.evaluation.report import write_atomic
-from vanseg.utils.distributed import resolve_device
+from vanseg.evaluation.visualize import blend, colorize, palette_array, save_label
+from vanseg.segmenter import Segmenter, SegmenterError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -121,37 +119,6 @@ def find_images(spec: str | Path) -> tuple[list[Path], list[Path]]:
     return images, ignored
 
 
-def palette_array(num_classes: int, palette: str | Sequence[Sequence[int]] | None) -> np.ndarray:
-    """``(K, 3)`` uint8 colours: ``"ade20k"``, a list of ``[r, g, b]``, or ``None`` (generated)."""
-    from vanseg.data.classes import resolve_palette
-
-    return np.asarray(resolve_palette(palette, num_classes), dtype=np.uint8)
-
-
-def colorize(mask: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """Class indices ``(H, W)`` -> RGB ``(H, W, 3)`` uint8."""
-    return palette[mask]
-
-
-def blend(image: np.ndarray, mask: np.ndarray, palette: np.ndarray, opacity: float) -> np.ndarray:
-    """``(1 - opacity) * image + opacity * colours``, rounded to uint8 (mmseg ``show_result``)."""
-    if not 0.0 <= opacity <= 1.0:
-        raise PredictError(f"opacity={opacity} must be in [0, 1]")
-    mixed = (1.0 - opacity) * image.astype(np.float32) + opacity * colorize(mask, palette)
-    return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
-
-
-def save_label(mask: np.ndarray, palette: np.ndarray, path: Path) -> None:
-    """Write class indices as a palette-mode PNG (16-bit grayscale beyond 256 classes)."""
-    if len(palette) > 256:
-        wide = Image.fromarray(mask.astype(np.uint16))
-        write_atomic(path, lambda tmp: wide.save(tmp, format="PNG"))
-        return
-    label = Image.fromarray(mask.astype(np.uint8))
-    label.putpalette(palette.reshape(-1).tolist())  # turns the "L" image into "P" mode
-    write_atomic(path, lambda tmp: label.save(tmp, format="PNG"))
-
-
 def _targets(images: Sequence[Path], output: Path) -> dict[Path, tuple[Path, Path]]:
     by_stem: dict[str, list[Path]] = {}
     for path in images:
@@ -179,54 +146,42 @@ def _check_output(targets: dict[Path, tuple[Path, Path]], output: Path, overwrit
         )
 
 
-def _read(path: Path) -> np.ndarray:
-    from vanseg.data.ade20k import DatasetError, load_image
-
-    try:
-        return load_image(path)
-    except DatasetError as err:
-        cause = err.__cause__ or err
-        raise PredictError(f"cannot read image {path}: {cause}") from err
-
-
 def predict_images(
-    model: nn.Module,
+    segmenter: Segmenter,
     images: Sequence[Path],
     output: str | Path,
-    protocol: InferenceProtocol,
-    palette: np.ndarray,
     opacity: float = 0.5,
     skip_unreadable: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    legend: bool = True,
 ) -> PredictReport:
-    """Predict every image and write its label PNG and overlay; see the module docstring.
+    """Segment every image and write its label PNG and overlay; see the module docstring.
 
     Args:
-        model: Segmentor in eval mode (on the device to use).
+        segmenter: The model with its protocol, class names and palette.
         images: Image files.
         output: Folder for ``labels/`` and ``overlays/``; created if needed.
-        protocol: Inference protocol (mode, TTA).
-        palette: ``(K, 3)`` uint8 colours, one per class.
         opacity: Weight of the class colours in the overlay.
         skip_unreadable: Record unreadable images in the report instead of stopping.
         overwrite: Replace existing outputs instead of refusing to run.
         progress: Show a progress bar.
+        legend: Draw a legend of the classes present beside each overlay.
 
     Raises:
         PredictError: Existing outputs without ``overwrite``, clashing names, or an unreadable
             image without ``skip_unreadable``.
     """
+    if not 0.0 <= opacity <= 1.0:
+        raise PredictError(f"opacity={opacity} is outside [0, 1]")
     output = Path(output)
     targets = _targets(images, output)
     _check_output(targets, output, overwrite)
-    for sub in ("labels", "overlays"):
-        (output / sub).mkdir(parents=True, exist_ok=True)
     report = PredictReport()
     for path in track(images, description="Predicting", disable=not progress):
         try:
-            image = _read(path)
-        except PredictError as err:
+            result = segmenter.segment(path)
+        except SegmenterError as err:
             if not skip_unreadable:
                 done = f" ({len(report.written)} images were written before it)"
                 raise PredictError(
@@ -235,11 +190,8 @@ def predict_images(
                 ) from err
             report.skipped.append((path, str(err)))
             continue
-        mask = predict_mask(model, image, protocol).cpu().numpy()
-        label_path, overlay_path = targets[path]
-        save_label(mask, palette, label_path)
-        overlay = Image.fromarray(blend(image, mask, palette, opacity))
-        write_atomic(overlay_path, lambda tmp, o=overlay: o.save(tmp, format="JPEG", quality=95))
+        # Outputs were checked above (all at once, before the first image).
+        result.save(output, path.stem, overwrite=True, opacity=opacity, legend=legend)
         report.written.append(path)
     return report
 
@@ -259,6 +211,9 @@ def run_predict(
     overwrite: bool = False,
     unsafe_load: bool = False,
     progress: bool = True,
+    legend: bool = True,
+    precision: str = "fp32",
+    fast: bool = False,
 ) -> PredictReport:
     """Load a checkpoint, predict the ``input`` images into ``output``, write ``report.json``.
 
@@ -268,6 +223,7 @@ def run_predict(
         output: Output folder.
         inference: ``inference`` options as in ``conf/predict.yaml``; ``"checkpoint"`` values
             (and missing keys) take the checkpoint's default test protocol, as ``eval.py``.
+            ``precision`` and ``fast`` in it select `vanseg.optimize.for_inference`.
         tta: ``None`` or ``"ms_flip"`` (``test.py --aug-test``).
         protocol: A ready protocol instead of ``inference``/``tta`` (the normalisation is
             then the protocol's own).
@@ -277,26 +233,29 @@ def run_predict(
         eval_seed: Seed of the Ham heads' NMF bases (reproducible output); ``None`` keeps the
             original's fresh random bases at every forward.
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda:0"``, ...
-        skip_unreadable, overwrite, progress: See :func:`predict_images`.
+        skip_unreadable, overwrite, progress, legend: See :func:`predict_images`.
         unsafe_load: Allow checkpoints that need full unpickling (trusted files only).
+        precision, fast: See `vanseg.Segmenter` (``inference.precision``/``fast`` win).
     """
     images, ignored = find_images(input)
     if not Path(ckpt_path).is_file():
         raise PredictError(f"checkpoint not found: ckpt_path={ckpt_path} (no such file)")
-    loaded = load_checkpoint(ckpt_path, unsafe_load)
-    meta = loaded.meta
-    if protocol is None:
-        protocol = resolve_inference(meta, inference or {}, tta)
-    model = loaded.model.to(resolve_device(device)).eval()
-    if eval_seed is not None:
-        set_eval_seed(model, eval_seed)
-    if isinstance(palette, str) and palette == FROM_CHECKPOINT:
-        colours = np.asarray(meta.palette, dtype=np.uint8)
-    else:
-        colours = palette_array(meta.num_classes, palette)
+    segmenter = Segmenter.from_checkpoint(
+        ckpt_path,
+        unsafe_load=unsafe_load,
+        inference=inference,
+        tta=tta,
+        protocol=protocol,
+        precision=precision,
+        fast=fast,
+        palette=palette,
+        eval_seed=eval_seed,
+        device=device,
+    )
+    meta, protocol = segmenter.meta, segmenter.protocol
     log.info("predicting %d images with %s", len(images), protocol.describe())
     report = predict_images(
-        model, images, output, protocol, colours, opacity, skip_unreadable, overwrite, progress
+        segmenter, images, output, opacity, skip_unreadable, overwrite, progress, legend
     )
     report.ignored = ignored
     summary = {
@@ -306,6 +265,8 @@ def run_predict(
         "class_names": list(meta.class_names),
         "protocol": protocol.to_dict(),
         "protocol_text": protocol.describe(),
+        "precision": segmenter.precision,
+        "fast": segmenter.fast,
         "eval_seed": eval_seed,
         **report.to_dict(),
     }

@@ -1,6 +1,11 @@
 """Export a segmentor to ONNX with dynamic batch, height and width, and check it numerically.
 
     python -m vanseg.tools.export ckpt_path=model.ckpt [format=onnx] [output=model.onnx]
+    python -m vanseg.tools.export ckpt_path=model.ckpt format=safetensors [output=FOLDER]
+
+``format=safetensors`` writes a pickle-free folder (``model.safetensors`` + ``config.json``) for
+``vanseg.from_pretrained``; see `vanseg.tools.export_safetensors`. The rest of this docstring
+is about ONNX.
 
 Options are in ``conf/export.yaml``. The graph is the Segmentor's forward: input ``images``,
 float32 ``(B, 3, H, W)`` normalised with the ImageNet mean/std in RGB order (the resize and
@@ -281,8 +286,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     if OmegaConf.is_missing(cfg, "ckpt_path"):
         parser.error("give the checkpoint: ckpt_path=PATH")
     opts = OmegaConf.to_container(cfg, resolve=True)
+    if opts["format"] == "safetensors":
+        _export_safetensors(opts, parser)
+        return []
     if opts["format"] != "onnx":
-        parser.error(f"format={opts['format']} is not supported; use format=onnx")
+        parser.error(f"format={opts['format']} is not supported; use format=onnx or safetensors")
     sizes = [tuple(int(v) for v in size) for size in opts["check_sizes"]]
     if not sizes or (opts["dynamic"] and opts["check"] and len(sizes) < 2):
         parser.error("a dynamic export is checked at two or more sizes: check_sizes=[[H,W],...]")
@@ -304,6 +312,20 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     _print_rows(rows, output, opts["atol"], console)
     raise_if_mismatch(rows, output, opts["atol"])
     return rows
+
+
+def _export_safetensors(opts: dict[str, Any], parser: argparse.ArgumentParser) -> None:
+    """``format=safetensors``: see `vanseg.tools.export_safetensors`."""
+    from vanseg.errors import VansegError
+    from vanseg.tools.export_safetensors import export_safetensors
+
+    try:
+        folder = export_safetensors(
+            opts["ckpt_path"], opts["output"], opts["overwrite"], opts["unsafe_load"]
+        )
+    except VansegError as err:
+        parser.error(str(err))
+    Console().print(f"wrote {folder} (model.safetensors + config.json; tensors verified)")
 
 
 if __name__ == "__main__":

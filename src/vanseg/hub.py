@@ -1,0 +1,212 @@
+"""Shareable weights without pickle: a folder with ``model.safetensors`` and ``config.json``.
+
+The layout follows huggingface_hub's conventions, so the folder can be uploaded to the Hub as a
+model repository and loaded back by its id:
+
+* ``model.safetensors``: the segmentor's ``state_dict`` (tensors only, safetensors format);
+* ``config.json``: ``{"vanseg_format": 1, "vanseg_version": ..., **ModelMeta.to_dict()}``:
+  the model config, class names, palette, normalisation and default test protocol.
+
+Writing (`save_pretrained`, also ``python -m vanseg.tools.export ckpt_path=... format=safetensors``)
+replaces nothing without ``overwrite``, and each file is written atomically (``config.json``
+last, so a folder with a ``config.json`` is complete). Reading (`load_pretrained`,
+`vanseg.from_pretrained`) uses ``safetensors.torch.load_file`` and ``json`` only: no pickle, so
+no ``weights_only`` question arises. A hub id (``owner/name``) that is not a local folder is
+fetched with ``huggingface_hub.snapshot_download`` (cached; ``local_files_only=True`` or
+``HF_HUB_OFFLINE=1`` use the cache only).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from vanseg.errors import VansegError
+from vanseg.evaluation.checkpoint import LoadedCheckpoint
+from vanseg.evaluation.report import write_atomic
+from vanseg.metadata import MetadataError, ModelMeta
+
+__all__ = [
+    "CONFIG_NAME",
+    "FORMAT_VERSION",
+    "WEIGHTS_NAME",
+    "PretrainedError",
+    "from_pretrained",
+    "load_pretrained",
+    "resolve_pretrained",
+    "save_pretrained",
+]
+
+#: File names inside an exported folder (huggingface_hub's usual names).
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+#: ``vanseg_format`` of the ``config.json`` this module writes.
+FORMAT_VERSION = 1
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class PretrainedError(VansegError):
+    """An exported folder or hub id that cannot be written or read; the message says why."""
+
+
+def save_pretrained(
+    model: nn.Module, meta: ModelMeta, folder: str | Path, overwrite: bool = False
+) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` into ``folder`` (created if needed).
+
+    Args:
+        model: The segmentor whose ``state_dict`` is stored (any device; saved from the CPU).
+        meta: Its metadata (``config.json`` holds ``meta.to_dict()``).
+        folder: Output folder.
+        overwrite: Replace the files if the folder already holds them.
+
+    Raises:
+        PretrainedError: ``folder`` is a file, or already holds the files without ``overwrite``.
+    """
+    from safetensors.torch import save_file
+
+    import vanseg
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise PretrainedError(f"output={folder} is a file; give a folder for the export")
+    existing = [folder / n for n in (WEIGHTS_NAME, CONFIG_NAME) if (folder / n).exists()]
+    if existing and not overwrite:
+        raise PretrainedError(
+            f"{', '.join(map(str, existing))} already exist; pass overwrite=true to replace "
+            "them, or choose another output folder"
+        )
+    # safetensors refuses tensors that share memory; contiguous CPU copies never do.
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    config = {"vanseg_format": FORMAT_VERSION, "vanseg_version": vanseg.__version__}
+    config.update(meta.to_dict())
+    text = json.dumps(config, indent=2) + "\n"
+    write_atomic(folder / WEIGHTS_NAME, lambda tmp: save_file(state, str(tmp)))
+    write_atomic(folder / CONFIG_NAME, lambda tmp: tmp.write_text(text))
+    return folder
+
+
+def _looks_like_hub_id(source: str) -> bool:
+    return bool(_HUB_ID.match(source)) and not source.startswith((".", "/", "~"))
+
+
+def resolve_pretrained(
+    source: str | Path,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+) -> Path:
+    """The local folder of ``source``: an existing folder, or a hub id fetched into the cache.
+
+    Raises:
+        PretrainedError: Not a folder and not a hub id, or the download failed (offline, no
+            such repository, no access); the message includes huggingface_hub's reason.
+    """
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path
+    text = str(source)
+    if path.exists():
+        raise PretrainedError(
+            f"{text} is a file; from_pretrained takes the exported folder (with {WEIGHTS_NAME} "
+            "and config.json). For a training checkpoint use Segmenter.from_checkpoint"
+        )
+    if not _looks_like_hub_id(text):
+        raise PretrainedError(
+            f"{text} is neither an existing folder nor a Hub model id of the form owner/name"
+        )
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as err:  # pragma: no cover - a declared dependency
+        raise PretrainedError(f"{text}: downloading needs huggingface_hub ({err})") from err
+    try:
+        folder = snapshot_download(
+            text,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            token=token,
+            allow_patterns=[WEIGHTS_NAME, CONFIG_NAME],
+            library_name="vanseg",
+        )
+    except Exception as err:  # huggingface_hub raises many types (offline, 404, auth, HTTP)
+        raise PretrainedError(
+            f"could not get the Hub model {text!r} ({type(err).__name__}: {err}). If it is a "
+            "local folder, check the path; offline, download it once while online or pass the "
+            "folder that holds model.safetensors and config.json"
+        ) from err
+    return Path(folder)
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise PretrainedError(
+            f"{path.parent} has no {CONFIG_NAME}; export a checkpoint with "
+            "`python -m vanseg.tools.export ckpt_path=... format=safetensors output=FOLDER`"
+        )
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise PretrainedError(f"cannot read {path}: {err}") from err
+    if not isinstance(config, Mapping) or "vanseg_format" not in config:
+        raise PretrainedError(f"{path} is not a vanseg config.json (no 'vanseg_format' key)")
+    if int(config["vanseg_format"]) > FORMAT_VERSION:
+        raise PretrainedError(
+            f"{path} has vanseg_format={config['vanseg_format']}, newer than this vanseg "
+            f"reads ({FORMAT_VERSION}); upgrade vanseg"
+        )
+    return dict(config)
+
+
+def load_pretrained(source: str | Path, **hub_options: Any) -> LoadedCheckpoint:
+    """Rebuild the model (eval mode, CPU) and its `ModelMeta` from an exported folder or hub id.
+
+    Args:
+        source: A folder written by :func:`save_pretrained`, or a Hub id ``owner/name``.
+        hub_options: ``revision``, ``cache_dir``, ``local_files_only``, ``token`` for the Hub.
+
+    Raises:
+        PretrainedError: Missing or unreadable files, or weights that do not fit the config.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from vanseg.api import build_model_from_config
+    from vanseg.models.pretrained import CheckpointError, check_and_load
+
+    folder = resolve_pretrained(source, **hub_options)
+    config = _read_config(folder / CONFIG_NAME)
+    try:
+        meta = ModelMeta.from_dict(config)
+    except (KeyError, TypeError, ValueError, MetadataError) as err:
+        raise PretrainedError(f"{folder / CONFIG_NAME} is incomplete or invalid: {err}") from err
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        raise PretrainedError(f"{folder} has {CONFIG_NAME} but no {WEIGHTS_NAME}")
+    try:
+        state = load_file(str(weights), device="cpu")
+    except (OSError, SafetensorError) as err:
+        raise PretrainedError(f"cannot read {weights}: {err}") from err
+    model_cfg = json.loads(json.dumps(dict(meta.model)))  # a private, mutable copy
+    model_cfg["backbone"]["pretrained"] = None  # the weights come from the folder
+    model = build_model_from_config(model_cfg)
+    try:
+        check_and_load(model, state, str(weights))
+    except CheckpointError as err:
+        raise PretrainedError(str(err)) from err
+    model.eval()
+    return LoadedCheckpoint(model, meta, config, weights)
+
+
+def from_pretrained(source: str | Path, **hub_options: Any) -> nn.Module:
+    """The segmentor (eval mode, CPU) of an exported folder or Hub id; see :func:`load_pretrained`.
+
+    Use `vanseg.Segmenter.from_pretrained` to get the class names, palette and test protocol too.
+    """
+    return load_pretrained(source, **hub_options).model

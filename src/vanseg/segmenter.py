@@ -1,0 +1,346 @@
+"""One-line inference: ``Segmenter`` turns images into class masks with the checkpoint's protocol.
+
+    seg = vanseg.Segmenter.from_checkpoint("model.ckpt")   # or .from_pretrained(folder_or_id)
+    res = seg("photo.jpg")                                 # path, PIL image, uint8 array, list
+    res.mask, res.overlay(), res.save("out/")
+
+A checkpoint (or exported folder) carries a `ModelMeta`: class names, palette, normalisation
+and the default test protocol of the model's family (keep-ratio scale, ResizeToMultiple
+divisor, ratios). The segmenter runs exactly that protocol, built by the same
+`resolve_inference` as ``eval.py``, so its masks are those of ``eval.py`` and ``predict.py``
+(which is a loop over a segmenter). Paths are read by the data pipeline's reader
+(`vanseg.data.ade20k.load_image`: PIL, RGB, no EXIF rotation); PIL images are converted the same
+way; arrays must be RGB ``uint8`` ``(H, W, 3)``.
+
+``tta="ms_flip"`` selects the published multi-scale + flip protocol; ``precision`` (``fp32``,
+``bf16``, ``fp16``) and ``fast`` select `vanseg.optimize.for_inference` (autocast / folded
+model). The Ham heads draw random NMF bases at every forward, as the original does; pass
+``eval_seed`` for repeatable masks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from vanseg.errors import VansegError
+from vanseg.evaluation.checkpoint import LoadedCheckpoint, load_checkpoint, resolve_inference
+from vanseg.evaluation.inference import InferenceProtocol, predict_probs, set_eval_seed
+from vanseg.evaluation.report import write_atomic
+from vanseg.evaluation.visualize import add_legend, blend, palette_array, present_classes
+from vanseg.evaluation.visualize import save_label as _save_label
+from vanseg.metadata import ModelMeta
+from vanseg.utils.distributed import resolve_device
+
+__all__ = ["ImageInput", "SegmentationResult", "Segmenter", "SegmenterError", "read_image"]
+
+#: What a segmenter accepts for one image.
+ImageInput = str | Path | Image.Image | np.ndarray
+
+
+class SegmenterError(VansegError, ValueError):
+    """An image or option the segmenter cannot use; the message says what to pass instead."""
+
+
+def read_image(image: ImageInput) -> tuple[np.ndarray, Path | None]:
+    """``(RGB uint8 (H, W, 3), source path or None)`` for a path, PIL image or array.
+
+    Paths go through the data pipeline's reader and PIL images through its conversion, so the
+    pixels are those that training and ``eval.py`` see.
+
+    Raises:
+        SegmenterError: Unreadable file, or an array that is not RGB ``uint8`` ``(H, W, 3)``.
+    """
+    from vanseg.data.ade20k import DatasetError, image_to_rgb, load_image
+
+    if isinstance(image, (str, Path)):
+        path = Path(image)
+        if not path.is_file():
+            raise SegmenterError(f"image {path} does not exist (no such file)")
+        try:
+            return load_image(path), path
+        except DatasetError as err:
+            raise SegmenterError(f"cannot read image {path}: {err.__cause__ or err}") from err
+    if isinstance(image, Image.Image):
+        return image_to_rgb(image), None
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise SegmenterError(
+                f"an image array must be RGB uint8 of shape (H, W, 3), got {image.dtype} "
+                f"{image.shape}; convert it, e.g. np.asarray(pil_image.convert('RGB'))"
+            )
+        return image, None
+    raise SegmenterError(
+        f"cannot segment a {type(image).__name__}; pass a file path, a PIL image, an RGB uint8 "
+        "array (H, W, 3) or a list of them"
+    )
+
+
+@dataclass(frozen=True)
+class SegmentationResult:
+    """The prediction for one image.
+
+    Attributes:
+        image: The RGB uint8 input ``(H, W, 3)``.
+        mask: Class ids ``(H, W)`` (int64) at the image's own size.
+        probs: Class probabilities ``(K, H, W)`` (float32) if asked for, else ``None``.
+        class_names: One name per class.
+        palette: ``(K, 3)`` uint8 colours.
+        source: The file the image came from, if any.
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+    probs: np.ndarray | None
+    class_names: tuple[str, ...]
+    palette: np.ndarray
+    source: Path | None = None
+
+    @property
+    def classes_present(self) -> list[str]:
+        """Names of the predicted classes, most pixels first."""
+        return [self.class_names[c] for c in present_classes(self.mask, len(self.class_names))]
+
+    def colored(self) -> Image.Image:
+        """The mask in class colours."""
+        return Image.fromarray(self.palette[self.mask])
+
+    def overlay(self, opacity: float = 0.5, legend: bool = True) -> Image.Image:
+        """Image and class colours blended (mmseg ``show_result``), with a legend on the right.
+
+        Args:
+            opacity: Weight of the class colours (0: image only, 1: colours only).
+            legend: Add a panel naming the classes present (the picture stays at the top left).
+        """
+        picture = blend(self.image, self.mask, self.palette, opacity)
+        if legend:
+            picture = add_legend(picture, self.mask, self.class_names, self.palette)
+        return Image.fromarray(picture)
+
+    def save(
+        self,
+        folder: str | Path,
+        name: str | None = None,
+        overwrite: bool = False,
+        opacity: float = 0.5,
+        legend: bool = True,
+    ) -> tuple[Path, Path]:
+        """Write ``labels/<name>.png`` (palette PNG of class ids) and ``overlays/<name>.jpg``.
+
+        Args:
+            folder: Output folder (created if needed).
+            name: File stem; defaults to the source file's stem (required for arrays and PIL
+                images without a file).
+            overwrite: Replace existing files instead of refusing.
+            opacity, legend: See :meth:`overlay`.
+
+        Returns:
+            ``(label path, overlay path)``; each file is written atomically.
+
+        Raises:
+            SegmenterError: No name, or existing files without ``overwrite``.
+        """
+        if name is None:
+            if self.source is None:
+                raise SegmenterError("this image has no file name: pass save(folder, name=...)")
+            name = self.source.stem
+        folder = Path(folder)
+        label = folder / "labels" / f"{name}.png"
+        overlay = folder / "overlays" / f"{name}.jpg"
+        existing = [p for p in (label, overlay) if p.exists()]
+        if existing and not overwrite:
+            raise SegmenterError(
+                f"{', '.join(map(str, existing))} already exist; pass overwrite=True to replace "
+                "them, or another folder or name"
+            )
+        _save_label(self.mask, self.palette, label)
+        picture = self.overlay(opacity, legend)
+        write_atomic(overlay, lambda tmp: picture.save(tmp, format="JPEG", quality=95))
+        return label, overlay
+
+
+class Segmenter:
+    """A model, its metadata and its inference protocol, callable on images.
+
+    Args:
+        model: A vanseg segmentor (moved to ``device``, eval mode).
+        meta: Its metadata (class names, palette, normalisation, default test protocol).
+        inference: ``inference`` options as in ``conf/predict.yaml`` (``mode``, ``crop``, ...);
+            missing keys and ``"checkpoint"`` values take the checkpoint's protocol. Its
+            ``precision`` and ``fast`` keys, if present, win over the arguments below.
+        tta: ``None`` or ``"ms_flip"`` (the published multi-scale + flip test).
+        protocol: A ready protocol instead of ``inference``/``tta`` (its own normalisation).
+        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast; `vanseg.optimize.for_inference`).
+        fast: Run the folded, channels-last copy of `vanseg.optimize` (fp32 within 1e-4).
+        palette: Colours instead of the checkpoint's: ``"ade20k"``, ``None`` (generated) or
+            ``[[r, g, b], ...]``; ``"checkpoint"`` keeps the checkpoint's.
+        eval_seed: Ham heads: fix the NMF bases (repeatable masks); ``None`` keeps the
+            original's fresh random bases.
+        device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda:0"``, ...
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        meta: ModelMeta,
+        inference: Mapping[str, Any] | None = None,
+        tta: str | None = None,
+        protocol: InferenceProtocol | None = None,
+        precision: str = "fp32",
+        fast: bool = False,
+        palette: str | Sequence[Sequence[int]] | None = "checkpoint",
+        eval_seed: int | None = None,
+        device: str = "auto",
+    ) -> None:
+        options = dict(inference or {})
+        # A config's ``inference`` node may carry these too (``inference.precision``/``fast``).
+        precision = str(options.pop("precision", precision))
+        fast = bool(options.pop("fast", fast))
+        self.meta = meta
+        self.protocol = protocol or resolve_inference(meta, options, tta)
+        self.model = model.to(resolve_device(device)).eval()
+        if eval_seed is not None:
+            set_eval_seed(self.model, eval_seed)
+        self.eval_seed = eval_seed
+        self.precision, self.fast = precision, fast
+        self._runner = _runner(self.model, precision, fast)
+        if isinstance(palette, str) and palette == "checkpoint":
+            self._palette = np.asarray(meta.palette, dtype=np.uint8)
+        else:
+            self._palette = palette_array(meta.num_classes, palette)
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_loaded(cls, loaded: LoadedCheckpoint, **options: Any) -> Segmenter:
+        """From a `LoadedCheckpoint` (model + meta); ``options`` as in the constructor."""
+        return cls(loaded.model, loaded.meta, **options)
+
+    @classmethod
+    def build(
+        cls,
+        backbone: str = "van_tiny",
+        head: str = "light_ham",
+        num_classes: int = 150,
+        pretrained: str | None = None,
+        overrides: Sequence[str] = (),
+        **options: Any,
+    ) -> Segmenter:
+        """A new model from the ``conf/`` groups (as `vanseg.build_model`), ready to call.
+
+        Its head is untrained (random masks unless you train or load weights); the metadata
+        are the ADE20K defaults for 150 classes, generated names and colours otherwise.
+        ``options`` as in the constructor.
+        """
+        from vanseg.api import build_model_from_config, compose_model_config
+
+        model_cfg = compose_model_config(backbone, head, num_classes, pretrained, overrides)
+        model = build_model_from_config(model_cfg)
+        return cls(model, ModelMeta.from_model_and_data(model_cfg), **options)
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, unsafe_load: bool = False, **options: Any
+    ) -> Segmenter:
+        """From a vanseg checkpoint (``train.py``, ``convert``, ``save_model``).
+
+        Args:
+            path: The checkpoint file.
+            unsafe_load: Allow files that need full unpickling (trusted files only).
+            options: See the constructor (``tta``, ``precision``, ``device``, ...).
+        """
+        return cls.from_loaded(load_checkpoint(path, unsafe_load), **options)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        source: str | Path,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        **options: Any,
+    ) -> Segmenter:
+        """From an exported folder (``model.safetensors`` + ``config.json``) or a Hub id.
+
+        No pickle is involved (see `vanseg.hub`); ``options`` as in the constructor.
+        """
+        from vanseg.hub import load_pretrained
+
+        loaded = load_pretrained(
+            source,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            token=token,
+        )
+        return cls.from_loaded(loaded, **options)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """One name per class id."""
+        return self.meta.class_names
+
+    @property
+    def palette(self) -> np.ndarray:
+        """``(K, 3)`` uint8 colours, one per class id."""
+        return self._palette.copy()
+
+    @property
+    def device(self) -> torch.device:
+        param = next(self.model.parameters(), None)
+        return param.device if param is not None else torch.device("cpu")
+
+    def __repr__(self) -> str:
+        return (
+            f"Segmenter({self.meta.family}, {self.meta.num_classes} classes, "
+            f"precision={self.precision}, fast={self.fast}, device={self.device}, "
+            f"protocol: {self.protocol.describe()})"
+        )
+
+    # ------------------------------------------------------------------ inference
+    def predict(self, rgb: np.ndarray, probs: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(mask (H, W) int64, probs (K, H, W) float32 or None)`` for an RGB uint8 array."""
+        p = predict_probs(self._runner, rgb, self.protocol)[0]
+        mask = p.argmax(dim=0).cpu().numpy()
+        return mask, (p.cpu().numpy() if probs else None)
+
+    def segment(self, image: ImageInput, probs: bool = False) -> SegmentationResult:
+        """Segment one image (see :func:`read_image` for the accepted kinds)."""
+        rgb, source = read_image(image)
+        mask, p = self.predict(rgb, probs)
+        return SegmentationResult(rgb, mask, p, self.classes, self._palette, source)
+
+    def __call__(
+        self, images: ImageInput | Sequence[ImageInput], probs: bool = False
+    ) -> SegmentationResult | list[SegmentationResult]:
+        """Segment an image, or each image of a list or tuple (then a list of results).
+
+        Args:
+            images: A path, PIL image, RGB uint8 array ``(H, W, 3)``, or a list of them.
+            probs: Also return the class probabilities (``result.probs``).
+        """
+        if isinstance(images, (list, tuple)):
+            return [self.segment(image, probs) for image in images]
+        return self.segment(images, probs)
+
+
+def _runner(model: nn.Module, precision: str, fast: bool) -> nn.Module:
+    """The module that runs the forward passes: the model itself unless precision/fast ask."""
+    if precision == "fp32" and not fast:
+        return model
+    try:
+        from vanseg.optimize import for_inference
+    except ImportError as err:
+        raise SegmenterError(
+            f"precision={precision} / fast={fast} need vanseg.optimize, which this vanseg "
+            "lacks; use precision='fp32', fast=False"
+        ) from err
+    return for_inference(model, precision, fast)
