@@ -3,7 +3,8 @@
     python eval.py ckpt_path=... [data=...] [tta=ms_flip] [inference.mode=slide] [eval_seed=0]
 
 See ``conf/eval.yaml`` for the options and `vanseg.evaluation.evaluate` for what is computed and
-written. Several processes: ``torchrun --nproc_per_node N eval.py ckpt_path=...``.
+written. Several processes: ``torchrun --nproc_per_node N eval.py ckpt_path=...``. Installed,
+the same command is ``vanseg-eval ...`` (`vanseg.cli.eval`).
 """
 
 import sys
@@ -11,19 +12,14 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from vanseg.data.ade20k import DatasetError
-from vanseg.evaluation.evaluate import EvalError, run_eval, worker_rank_overrides
-from vanseg.models.pretrained import CheckpointError
+from vanseg.cli.eval import run
+from vanseg.evaluation.evaluate import worker_rank_overrides
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> float:
     """Hydra entry point; returns the mIoU (fraction) for sweepers."""
-    try:
-        return run_eval(cfg).metrics["mIoU"]
-    except (EvalError, CheckpointError, DatasetError, FileNotFoundError) as err:
-        # Input mistakes get one clear message instead of a stack trace.
-        raise SystemExit(f"eval.py: error: {err}") from err
+    return run(cfg, prog="eval.py")
 
 
 if __name__ == "__main__":

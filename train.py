@@ -1,15 +1,18 @@
-"""Train a VAN segmentation model: `python train.py backbone=van_base head=light_ham`."""
+"""Train a VAN segmentation model: `python train.py backbone=van_base head=light_ham`.
+
+Installed, the same command is `vanseg-train ...` (`vanseg.cli.train`).
+"""
 
 import hydra
 from omegaconf import DictConfig
 
-from vanseg.tasks import train
+from vanseg.cli.train import run
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns val/mIoU for sweepers."""
-    return train(cfg)["metrics"].get("val/mIoU")
+    return run(cfg)
 
 
 if __name__ == "__main__":
