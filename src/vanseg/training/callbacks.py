@@ -8,9 +8,9 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import RichProgressBar
-from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 
-__all__ = ["StepProgressBar", "LogValidationImages"]
+__all__ = ["StepProgressBar", "LogValidationImages", "overlay_panel"]
 
 
 class StepProgressBar(RichProgressBar):
@@ -41,16 +41,51 @@ def _denormalise(image: torch.Tensor, mean: np.ndarray, std: np.ndarray) -> np.n
     return np.clip(array, 0, 255).astype(np.uint8)
 
 
+def overlay_panel(
+    image: np.ndarray,
+    prediction: np.ndarray,
+    label: np.ndarray,
+    palette: np.ndarray,
+    opacity: float = 0.5,
+    ignore_index: int = 255,
+) -> np.ndarray:
+    """``[image | prediction overlay | label overlay]`` side by side, ``(H, 3W, 3)`` uint8.
+
+    An overlay is ``(1 - opacity) * image + opacity * palette[class]``, rounded; pixels labelled
+    ``ignore_index`` keep the plain image in the label overlay.
+    """
+
+    def blend(mask: np.ndarray) -> np.ndarray:
+        valid = mask != ignore_index
+        colours = palette[np.where(valid, mask, 0)].astype(np.float32)
+        mixed = (1.0 - opacity) * image.astype(np.float32) + opacity * colours
+        out = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+        return np.where(valid[..., None], out, image)
+
+    return np.concatenate([image, blend(prediction), blend(label)], axis=1)
+
+
+def _palette(datamodule: Any, num_classes: int) -> np.ndarray:
+    from vanseg.data.classes import generic_palette
+
+    colours = getattr(datamodule, "palette", None) or generic_palette(num_classes)
+    return np.asarray(colours, dtype=np.uint8)
+
+
 class LogValidationImages(pl.Callback):
     """Logs the first ``num_images`` validation images of rank 0 with prediction and
-    ground-truth mask overlays to wandb (PITFALLS.md G1, G4); other loggers are skipped.
+    ground-truth overlays (docs/pitfalls.md G1, G4): to wandb as an image with two mask layers,
+    to TensorBoard as one ``[image | prediction | ground truth]`` picture per image (tag
+    ``val/images/<i>``, step = optimizer step). Other loggers are skipped.
 
     Args:
         num_images: Images per validation run.
+        opacity: Weight of the class colours in the TensorBoard overlays.
     """
 
-    def __init__(self, num_images: int = 4) -> None:
+    def __init__(self, num_images: int = 4, opacity: float = 0.5) -> None:
         self.num_images = num_images
+        self.opacity = opacity
 
     def on_validation_batch_end(
         self,
@@ -63,10 +98,10 @@ class LogValidationImages(pl.Callback):
     ) -> None:
         if batch_idx >= self.num_images or trainer.sanity_checking or not trainer.is_global_zero:
             return
-        loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
-        if not loggers:
+        wandb_loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
+        tb_loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        if not wandb_loggers and not tb_loggers:
             return
-        import wandb
 
         dm = trainer.datamodule
         norm = dm.val_transform
@@ -81,16 +116,29 @@ class LogValidationImages(pl.Callback):
         image = torch.nn.functional.interpolate(
             batch["image"][:1], size=mask.shape[-2:], mode="bilinear", align_corners=False
         )[0]
+        rgb = _denormalise(image, mean, std)
+        label = mask.cpu().numpy().astype(np.uint8)
+        if tb_loggers:
+            palette = _palette(dm, len(pl_module.class_names))
+            panel = overlay_panel(rgb, pred, label, palette, self.opacity)
+            for logger in tb_loggers:
+                logger.experiment.add_image(
+                    f"val/images/{batch_idx}", panel, trainer.global_step, dataformats="HWC"
+                )
+        if wandb_loggers:
+            self._log_wandb(wandb_loggers, trainer, pl_module, batch, batch_idx, rgb, pred, label)
+
+    @staticmethod
+    def _log_wandb(loggers, trainer, pl_module, batch, batch_idx, rgb, pred, label) -> None:
+        import wandb
+
         labels = {i: n for i, n in enumerate(pl_module.class_names)}
         labels[255] = "ignore"
         wb_image = wandb.Image(
-            _denormalise(image, mean, std),
+            rgb,
             masks={
                 "predictions": {"mask_data": pred, "class_labels": labels},
-                "ground_truth": {
-                    "mask_data": mask.cpu().numpy().astype(np.uint8),
-                    "class_labels": labels,
-                },
+                "ground_truth": {"mask_data": label, "class_labels": labels},
             },
             caption=str(batch.get("name", [""])[0]),
         )
