@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import RichProgressBar
+from pytorch_lightning.callbacks import RichModelSummary, RichProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 
-__all__ = ["StepProgressBar", "LogValidationImages", "overlay_panel"]
+__all__ = ["StepProgressBar", "LogValidationImages", "ModelSummary", "overlay_panel"]
 
 
 class StepProgressBar(RichProgressBar):
@@ -34,6 +36,76 @@ class StepProgressBar(RichProgressBar):
                 self.train_progress_bar_id,
                 description=self._get_train_description(trainer.current_epoch),
             )
+
+
+class ModelSummary(RichModelSummary):
+    """Rich layer table with real MACs instead of Lightning's FLOPs column.
+
+    Lightning's column is all zeros unless the module has an ``example_input_array``, and its
+    counter reports about twice the MACs the VAN tables print (docs/pitfalls.md J1). This
+    summary drops that column and, with ``macs_input_size``, prints the torchprofile MACs of the
+    segmentor (``pl_module.model``) on one ``1x3xHxW`` image in eval mode, the convention of
+    ``python -m vanseg.tools.flops``. The count runs on rank 0 only and leaves the random
+    number generators as they were (NMF bases draw random numbers), so training is unchanged.
+
+    Args:
+        max_depth: Depth of the layer table (0 prints nothing).
+        macs_input_size: ``[H, W]`` of the MACs count; None prints no MACs.
+    """
+
+    def __init__(self, max_depth: int = 1, macs_input_size: Sequence[int] | None = None) -> None:
+        super().__init__(max_depth)
+        self.macs_input_size = tuple(int(s) for s in macs_input_size) if macs_input_size else None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._max_depth or not trainer.is_global_zero:
+            return
+        summary = self._summary(trainer, pl_module)
+        columns = [(n, v) for n, v in summary._get_summary_data() if n != "FLOPs"]
+        macs = self._macs(pl_module) if self.macs_input_size else None
+        self._print(columns, summary.total_parameters, summary.trainable_parameters, macs)
+
+    def _macs(self, pl_module: pl.LightningModule) -> int:
+        from torchprofile import profile_macs
+
+        model = getattr(pl_module, "model", pl_module)
+        device = next(model.parameters()).device
+        was_training = model.training
+        devices = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torchprofile warns about every op it does not count
+            model.eval()
+            try:
+                image = torch.zeros(1, 3, *self.macs_input_size, device=device)
+                return int(profile_macs(model, image))
+            finally:
+                model.train(was_training)
+
+    def _print(
+        self, columns: list[tuple[str, list[str]]], total: int, trainable: int, macs: int | None
+    ) -> None:
+        from rich import get_console
+        from rich.table import Table
+
+        table = Table(header_style="bold magenta")
+        for name, _ in columns:
+            table.add_column(name or " ", justify="right" if "Params" in name else "left")
+        for row in zip(*(values for _, values in columns), strict=True):
+            table.add_row(*row)
+        console = get_console()
+        console.print(table)
+        lines = [
+            f"[bold]Trainable params[/]: {trainable:,}",
+            f"[bold]Non-trainable params[/]: {total - trainable:,}",
+            f"[bold]Total params[/]: {total:,}",
+        ]
+        if macs is not None:
+            h, w = self.macs_input_size
+            lines.append(
+                f"[bold]MACs[/] (torchprofile, eval mode, 1x3x{h}x{w}): {macs:,} "
+                f"({macs / 1e9:.2f} G)"
+            )
+        console.print("\n".join(lines))
 
 
 def _denormalise(image: torch.Tensor, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
