@@ -69,7 +69,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     env["PIP_NO_INDEX"] = "1"  # every dependency must come from the linked site-packages
     _copy_sources(root / "src")
     pip = [sys.executable, "-m", "pip"]
-    _run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", "dist", "./src"], root, env)
+    _run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", "dist", "./src"], root, env
+    )
     wheels = sorted((root / "dist").glob("vanseg-*.whl"))
     assert len(wheels) == 1, wheels
 
@@ -93,7 +95,9 @@ def test_wheel_ships_the_config_tree(installed: tuple[Path, dict[str, str]]) -> 
         "print(json.dumps([vanseg.__file__, str(config_dir()), hydra_config_path()]))"
     )
     outside = bin_dir.parent.parent  # a folder with no conf/, src/ or train.py
-    module, conf, hydra_path = json.loads(_run([str(bin_dir / "python"), "-c", script], outside, env))
+    module, conf, hydra_path = json.loads(
+        _run([str(bin_dir / "python"), "-c", script], outside, env)
+    )
     venv = str(bin_dir.parent)
     assert module.startswith(venv) and conf.startswith(venv), (module, conf)
     assert hydra_path == "pkg://vanseg.conf"
@@ -143,7 +147,9 @@ def test_console_scripts_and_tools(installed: tuple[Path, dict[str, str]], tmp_p
     for group_option in ("backbone: van_base", "head: fpn", "experiment: demo"):
         assert any(line.startswith(group_option) for line in help_text.splitlines()), group_option
     for script in ("vanseg-eval", "vanseg-predict"):
-        assert "== Configuration groups ==" in _run([str(bin_dir / script), "--help"], tmp_path, env)
+        assert "== Configuration groups ==" in _run(
+            [str(bin_dir / script), "--help"], tmp_path, env
+        )
     flops = [str(bin_dir / "python"), "-m", "vanseg.tools.flops", "--shape", "64", "64"]
     rows = tmp_path / "flops.json"
     _run([*flops, "--json", str(rows), "backbone=van_tiny", "head=light_ham"], tmp_path, env)

@@ -29,9 +29,7 @@ def _write_run(run_dir: Path, text: str = CSV, overrides: list[str] | None = Non
     (run_dir / "csv" / "metrics.csv").write_text(text)
     if overrides is not None:
         (run_dir / ".hydra").mkdir()
-        (run_dir / ".hydra" / "overrides.yaml").write_text(
-            "".join(f"- {o}\n" for o in overrides)
-        )
+        (run_dir / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
     return run_dir
 
 

@@ -1,6 +1,6 @@
 """``vanseg-eval``: the console-script twin of the repository's ``eval.py`` (same options).
 
-    vanseg-eval ckpt_path=... [data=...] [tta=ms_flip] [inference.mode=slide] [eval_seed=0]
+vanseg-eval ckpt_path=... [data=...] [tta=ms_flip] [inference.mode=slide] [eval_seed=0]
 """
 
 from __future__ import annotations

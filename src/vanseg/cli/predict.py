@@ -1,6 +1,6 @@
 """``vanseg-predict``: the console-script twin of the repository's ``predict.py`` (same options).
 
-    vanseg-predict ckpt_path=... input=<image|folder|glob> output=<folder>
+vanseg-predict ckpt_path=... input=<image|folder|glob> output=<folder>
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``vanseg-train``: the console-script twin of the repository's ``train.py`` (same options).
 
-    vanseg-train backbone=van_base head=light_ham [experiment=...] [trainer=gpu] ...
+vanseg-train backbone=van_base head=light_ham [experiment=...] [trainer=gpu] ...
 """
 
 from __future__ import annotations
