@@ -18,6 +18,7 @@ import math
 import os
 import sys
 import tempfile
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,7 +150,8 @@ def plot_runs(runs: Sequence[RunCurves], title: str | None = None):
                 continue
             steps, values = run.curves[key]
             marker = "o" if key.startswith("val/") else None
-            ax.plot(steps, values, marker=marker, color=f"C{index % 10}", label=run.label)
+            label = textwrap.fill(run.label, 110)  # long override lists wrap
+            ax.plot(steps, values, marker=marker, color=f"C{index % 10}", label=label)
             drawn += 1
         if not drawn:
             ax.text(0.5, 0.5, f"no {key} logged", ha="center", va="center", transform=ax.transAxes)
