@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo flops test test-slow test-all lint format clean
+.PHONY: help install demo flops wheel test test-slow test-all lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ demo: $(STAMP)  ## the main job: train the CPU demo on the generated dataset
 flops: $(STAMP)  ## params/GMACs of all 17 published configurations
 	$(BIN)/python -m vanseg.tools.flops --all
 
+wheel: $(STAMP)  ## build dist/vanseg-*.whl (the conf/ tree included, as vanseg.conf)
+	$(BIN)/pip wheel --no-deps --no-build-isolation -w dist .
+
 test: $(STAMP)  ## fast test suite (no GPU, no network)
 	$(BIN)/pytest -q -m "not slow and not gpu" --durations=10
 
@@ -42,4 +45,4 @@ format: $(STAMP)  ## apply ruff fixes and formatting
 	$(BIN)/ruff format .
 
 clean:  ## remove caches (keeps .venv)
-	rm -rf .pytest_cache .ruff_cache outputs multirun
+	rm -rf .pytest_cache .ruff_cache outputs multirun build dist

@@ -3,7 +3,8 @@
     python eval.py ckpt_path=... [data=...] [tta=ms_flip] [inference.mode=slide] [eval_seed=0]
 
 See ``conf/eval.yaml`` for the options and `vanseg.evaluation.evaluate` for what is computed and
-written. Several processes: ``torchrun --nproc_per_node N eval.py ckpt_path=...``.
+written. Several processes: ``torchrun --nproc_per_node N eval.py ckpt_path=...``. Installed,
+the same command is `vanseg-eval ...` (`vanseg.cli.eval`).
 """
 
 import sys
@@ -11,7 +12,8 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from vanseg.evaluation.evaluate import run_eval, worker_rank_overrides
+from vanseg.cli.eval import run
+from vanseg.evaluation.evaluate import worker_rank_overrides
 from vanseg.utils.cli import user_errors
 
 
@@ -19,7 +21,7 @@ from vanseg.utils.cli import user_errors
 @user_errors("eval.py")
 def main(cfg: DictConfig) -> float:
     """Hydra entry point; returns the mIoU (fraction) for sweepers."""
-    return run_eval(cfg).metrics["mIoU"]
+    return run(cfg)
 
 
 if __name__ == "__main__":

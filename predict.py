@@ -2,27 +2,20 @@
 
 See ``conf/predict.yaml`` for the options and `vanseg.evaluation.predict` for what is written.
 The protocol, normalisation, class names and palette come from the checkpoint, as in eval.py.
+Installed, the same command is `vanseg-predict ...` (`vanseg.cli.predict`).
 """
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from vanseg.errors import ConfigError
-from vanseg.evaluation.predict import run_predict
+from vanseg.cli.predict import run
 from vanseg.utils.cli import user_errors
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")
 @user_errors("predict.py")
 def main(cfg: DictConfig) -> None:
-    missing = [key for key in ("ckpt_path", "input", "output") if OmegaConf.is_missing(cfg, key)]
-    if missing:
-        raise ConfigError(f"missing {' '.join(k + '=...' for k in missing)}")
-    options = OmegaConf.to_container(cfg, resolve=True)
-    try:
-        run_predict(**options)
-    except ValueError as err:  # option values (palette, opacity) checked by the library
-        raise ConfigError(str(err)) from err
+    run(cfg)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,12 @@
-"""Train a VAN segmentation model: `python train.py backbone=van_base head=light_ham`."""
+"""Train a VAN segmentation model: `python train.py backbone=van_base head=light_ham`.
 
-import logging
-import sys
+Installed, the same command is `vanseg-train ...` (`vanseg.cli.train`).
+"""
 
 import hydra
 from omegaconf import DictConfig
 
-from vanseg.tasks import train
-from vanseg.training.signals import TrainingStopped
+from vanseg.cli.train import run
 from vanseg.utils.cli import user_errors
 
 
@@ -15,11 +14,7 @@ from vanseg.utils.cli import user_errors
 @user_errors("train.py")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns val/mIoU for sweepers."""
-    try:
-        return train(cfg)["metrics"].get("val/mIoU")
-    except TrainingStopped as err:  # a signal or a failing data file: checkpoint saved
-        logging.getLogger("vanseg").error(str(err))
-        sys.exit(err.exit_code)
+    return run(cfg)
 
 
 if __name__ == "__main__":

@@ -1,20 +1,40 @@
-"""Composing the Hydra configuration outside ``@hydra.main`` (tools, notebooks, tests)."""
+"""Composing the Hydra configuration outside ``@hydra.main`` (tools, notebooks, tests).
+
+Where the ``conf/`` tree is found, first match wins:
+
+1. ``$VANSEG_CONFIG_DIR`` (a folder with ``train.yaml``);
+2. the ``conf/`` beside ``src/`` when vanseg runs from a source checkout (``PYTHONPATH=src`` or
+   an editable install), so a worktree always uses its own configuration;
+3. the packaged copy, the module ``vanseg.conf`` (``pkg://vanseg.conf`` for Hydra), which the
+   build maps from the repository's top-level ``conf/`` (see ``setup.py``).
+"""
 
 from __future__ import annotations
 
+import importlib.resources
+import importlib.util
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_dir, initialize_config_module
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from vanseg.errors import ConfigError
+from vanseg.errors import ConfigError, VansegError
 
-__all__ = ["config_dir", "compose_config", "model_config", "MODEL_KEYS", "NO_PRETRAINED"]
+__all__ = [
+    "ConfigDirError",
+    "config_dir",
+    "hydra_config_path",
+    "compose_config",
+    "model_config",
+    "MODEL_KEYS",
+    "NO_PRETRAINED",
+    "PACKAGED_CONFIG",
+]
 
 #: Override that builds a model without loading ImageNet weights (tools need none).
 NO_PRETRAINED = "backbone.pretrained=null"
@@ -22,16 +42,69 @@ NO_PRETRAINED = "backbone.pretrained=null"
 #: Top-level config nodes that describe the model (stored in every checkpoint).
 MODEL_KEYS = ("backbone", "neck", "head", "aux_head")
 
+#: The module that holds the installed configuration tree.
+PACKAGED_CONFIG = "vanseg.conf"
+
+#: The source checkout's ``conf/`` (``<repo>/src/vanseg/utils/config.py`` -> ``<repo>/conf``).
+_SOURCE_CONFIG = Path(__file__).resolve().parents[3] / "conf"
+
+
+class ConfigDirError(VansegError, FileNotFoundError):
+    """No usable configuration tree was found."""
+
+
+def _is_config_dir(path: Path) -> bool:
+    return (path / "train.yaml").is_file()
+
+
+def _packaged_config_dir() -> Path | None:
+    """The folder of ``vanseg.conf`` on disk, or None when it is not installed."""
+    try:
+        if importlib.util.find_spec(PACKAGED_CONFIG) is None:
+            return None
+        root = importlib.resources.files(PACKAGED_CONFIG)
+    except (ModuleNotFoundError, TypeError, ValueError):
+        return None
+    path = Path(str(root))
+    return path if _is_config_dir(path) else None
+
+
+def _source_checkout() -> bool:
+    """Whether vanseg is imported from ``<repo>/src`` next to a ``<repo>/conf`` tree."""
+    return _is_config_dir(_SOURCE_CONFIG) and (_SOURCE_CONFIG / "__init__.py").is_file()
+
 
 def config_dir() -> Path:
-    """The ``conf/`` folder: ``$VANSEG_CONFIG_DIR``, else the one beside ``src/``."""
-    path = Path(os.environ.get("VANSEG_CONFIG_DIR", Path(__file__).resolve().parents[3] / "conf"))
-    if not (path / "train.yaml").is_file():
-        raise FileNotFoundError(
-            f"vanseg config folder not found at {path}. Install vanseg from its repository "
-            "with `pip install -e .`, or point VANSEG_CONFIG_DIR at the repository's conf/."
-        )
-    return path
+    """The configuration folder (see the module docstring for the search order)."""
+    env = os.environ.get("VANSEG_CONFIG_DIR")
+    if env:
+        path = Path(env).expanduser().resolve()
+        if not _is_config_dir(path):
+            raise ConfigDirError(
+                f"VANSEG_CONFIG_DIR={env} has no train.yaml. Point it at a vanseg conf/ folder, "
+                "or unset it to use the installed configuration."
+            )
+        return path
+    if _source_checkout():
+        return _SOURCE_CONFIG
+    packaged = _packaged_config_dir()
+    if packaged is not None:
+        return packaged
+    raise ConfigDirError(
+        f"vanseg's configuration ({PACKAGED_CONFIG}) is not installed and no conf/ folder was "
+        f"found at {_SOURCE_CONFIG}. Reinstall vanseg (`pip install vanseg-*.whl`, or "
+        "`pip install -e .` in a clone), or point VANSEG_CONFIG_DIR at a conf/ folder."
+    )
+
+
+def hydra_config_path() -> str:
+    """``config_path`` for ``@hydra.main``: ``pkg://vanseg.conf`` when the packaged tree is the
+    one :func:`config_dir` picks, else that folder's absolute path."""
+    path = config_dir()
+    packaged = _packaged_config_dir()
+    if packaged is not None and packaged.resolve() == path.resolve():
+        return f"pkg://{PACKAGED_CONFIG}"
+    return str(path)
 
 
 def compose_config(
@@ -45,7 +118,13 @@ def compose_config(
     Raises:
         ConfigError: An unknown option, key or group choice (Hydra's message, one line).
     """
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+    source = hydra_config_path()
+    context = (
+        initialize_config_module(PACKAGED_CONFIG, version_base="1.3")
+        if source.startswith("pkg://")
+        else initialize_config_dir(source, version_base="1.3")
+    )
+    with context:
         try:
             return compose(
                 config_name, overrides=list(overrides), return_hydra_config=return_hydra_config
@@ -53,7 +132,7 @@ def compose_config(
         except (HydraException, OmegaConfBaseException) as err:
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise ConfigError(
-                f"cannot compose conf/{config_name}.yaml with {list(overrides)}: {first}"
+                f"cannot compose {config_name}.yaml with {list(overrides)}: {first}"
             ) from err
 
 
