@@ -26,6 +26,7 @@ import copy
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vanseg.errors import VansegError
@@ -142,11 +143,43 @@ class FastStage(nn.Module):
         self.patch_embed = fold_batchnorm(embed.proj, embed.norm)
         self.blocks = nn.Sequential(*(FoldedBlock(b) for b in stage.blocks))
         self.norm = copy.deepcopy(stage.norm)
+        for block in self.blocks:
+            _replace_children(block)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.patch_embed(x))
         # (B, H, W, C) view: contiguous in channels_last, so LayerNorm keeps the layout.
         return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class PointwiseConv(nn.Module):
+    """A dense 1x1 conv run as ``F.linear`` on the NHWC view when the input is channels_last.
+
+    oneDNN's 1x1 convolution is many times slower on CPU than the plain matmul it amounts to
+    (measured by ``vanseg.tools.benchmark``); other layouts fall back to ``F.conv2d``.
+    """
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(conv.weight.detach().clone(), requires_grad=False)
+        bias = conv.bias.detach().clone() if conv.bias is not None else None
+        self.bias = nn.Parameter(bias, requires_grad=False) if bias is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1:
+            weight = self.weight.flatten(1)  # (O, C)
+            return F.linear(x.permute(0, 2, 3, 1), weight, self.bias).permute(0, 3, 1, 2)
+        return F.conv2d(x, self.weight, self.bias)
+
+
+def _is_pointwise(conv: nn.Module) -> bool:
+    return (
+        type(conv) is nn.Conv2d
+        and conv.kernel_size == (1, 1)
+        and conv.stride == (1, 1)
+        and conv.padding == (0, 0)
+        and conv.groups == 1
+    )
 
 
 def _fold_conv_norm_act(module: ConvNormAct) -> nn.Module:
@@ -165,6 +198,9 @@ def _replace_children(module: nn.Module) -> None:
             setattr(module, name, FastStage(child))
         elif isinstance(child, ConvNormAct):
             setattr(module, name, _fold_conv_norm_act(child))
+            _replace_children(getattr(module, name))
+        elif _is_pointwise(child):
+            setattr(module, name, PointwiseConv(child))
         else:
             _replace_children(child)
 
