@@ -1,4 +1,4 @@
-"""The benchmark tool runs and reports sane numbers (no timing assertions)."""
+"""The benchmark tool compares the configurations and reports sane numbers (no timing asserts)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from vanseg.tools import benchmark
 
 
-def test_benchmark_smoke(tmp_path: Path) -> None:
+def test_benchmark_compares_fast_paths_with_the_plain_model(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     rows = benchmark.main(
         [
@@ -20,7 +20,7 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
             "64",
             "--warmup",
             "1",
-            "--iters",
+            "--rounds",
             "2",
             "--train",
             "--device",
@@ -29,12 +29,19 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
             str(out),
         ]
     )
-    assert [(r["mode"], r["dtype"]) for r in rows] == [
-        ("inference", "float32"),
-        ("inference", "bfloat16"),
-        ("train step", "float32"),
+    assert [(r["mode"], r["config"]) for r in rows] == [
+        ("inference", "plain fp32"),
+        ("inference", "fast fp32"),
+        ("inference", "fast bf16"),
+        ("train step", "plain fp32"),
+        ("train step", "fused AdamW"),
+        ("train step", "fused AdamW + channels_last"),
     ]
     for r in rows:
-        assert r["median_ms"] > 0 and r["iqr_ms"] >= 0 and r["images_per_s"] > 0
+        assert r["median_ms"] > 0 and r["iqr_ms"] >= 0 and r["ratio"] > 0
+    plain = [r for r in rows if r["config"] == "plain fp32"]
+    assert all(r["ratio"] == 1.0 for r in plain)
+    assert plain[0]["max_rel_diff"] == 0.0
+    assert rows[1]["max_rel_diff"] <= 1e-4  # the fp32 fast path's accuracy rule
     saved = json.loads(out.read_text())
-    assert saved["model"] == "van_test + fpn" and len(saved["rows"]) == 3
+    assert saved["model"] == "van_test + fpn" and len(saved["rows"]) == 6
