@@ -17,8 +17,10 @@ def main(cfg: DictConfig) -> None:
         raise SystemExit(f"predict.py: error: missing {' '.join(k + '=...' for k in missing)}")
     options = OmegaConf.to_container(cfg, resolve=True)
     try:
-        protocol = resolve_protocol(options.pop("inference"), options.pop("tta"))
-        run_predict(protocol=protocol, **options)
+        inference = options.pop("inference")
+        speed = {key: inference.pop(key) for key in ("precision", "fast") if key in inference}
+        protocol = resolve_protocol(inference, options.pop("tta"))
+        run_predict(protocol=protocol, **speed, **options)
     except (PredictError, FileNotFoundError, ValueError) as err:
         # Input mistakes get one clear line instead of a stack trace.
         raise SystemExit(f"predict.py: error: {err}") from err

@@ -41,6 +41,7 @@ __all__ = [
     "OptimizeError",
     "fold_batchnorm",
     "fold_model",
+    "for_inference",
     "max_relative_difference",
     "optimize",
 ]
@@ -303,8 +304,44 @@ def optimize(
     return fast
 
 
+class AutocastSegmentor(nn.Module):
+    """The unchanged model run under autocast (``inference.fast=false`` with bf16/fp16)."""
+
+    def __init__(self, model: Segmentor, precision: Precision) -> None:
+        super().__init__()
+        self.model = model
+        self.precision = precision
+
+    @property
+    def num_classes(self) -> int:
+        return self.model.num_classes
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(images.device.type, dtype=PRECISIONS[self.precision]):
+            logits = self.model.decode_head(self.model.extract(images))
+        return resize(logits.float(), images.shape[2:])
+
+
+def for_inference(model: Segmentor, precision: str = "fp32", fast: bool = False) -> nn.Module:
+    """The model that ``inference.precision`` / ``inference.fast`` select (eval.py, predict.py).
+
+    ``fast=false, precision=fp32`` returns ``model`` itself (the faithful path); ``fast=true``
+    returns :func:`optimize` of it; ``fast=false`` with bf16/fp16 runs it under autocast.
+    Set the NMF ``eval_seed`` before calling: the copy keeps it.
+    """
+    if precision not in PRECISIONS:
+        raise OptimizeError(
+            f"inference.precision must be one of {sorted(PRECISIONS)}, got {precision!r}"
+        )
+    if fast:
+        return optimize(model, precision)  # type: ignore[arg-type]
+    if precision == "fp32":
+        return model
+    _check_device(model, precision)
+    return AutocastSegmentor(model.eval(), precision).eval()  # type: ignore[arg-type]
+
+
 def max_relative_difference(reference: torch.Tensor, other: torch.Tensor) -> float:
     """``max |other - reference| / max |reference|``: the accuracy measure of the fast path."""
     ref = reference.float()
     return float((other.float() - ref).abs().max() / ref.abs().max().clamp_min(1e-12))
-

@@ -5,9 +5,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from vanseg.tools import benchmark
 
 
+def test_inference_comparison_rows() -> None:
+    rows = benchmark.main(
+        ["backbone=van_test", "head=light_ham", "head.ham_channels=64", "head.channels=64"]
+        + ["--size", "32", "--warmup", "0", "--rounds", "1", "--device", "cpu"]
+    )
+    assert [r["config"] for r in rows] == ["plain fp32", "fast fp32", "fast bf16"]
+    assert rows[0]["ratio"] == 1.0 and rows[0]["max_rel_diff"] == 0.0
+    assert rows[1]["max_rel_diff"] <= 1e-4  # the fp32 fast path's accuracy rule
+    assert 0 < rows[2]["max_rel_diff"] < 0.1  # bf16 rounds, but not wildly
+
+
+@pytest.mark.slow
 def test_benchmark_compares_fast_paths_with_the_plain_model(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     rows = benchmark.main(

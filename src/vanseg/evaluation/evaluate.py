@@ -59,6 +59,7 @@ from vanseg.evaluation.inference import (
 )
 from vanseg.evaluation.metrics import SegmentationMetrics, round_results
 from vanseg.models.pretrained import load_file
+from vanseg.optimize import OptimizeError, for_inference
 
 __all__ = [
     "RESULT_FILES",
@@ -348,10 +349,15 @@ def _setup(cfg: DictConfig, overrides: Sequence[str], device: torch.device, rank
         )
     dataset = _dataset(dm, source, rank)
     options = OmegaConf.to_container(cfg.inference, resolve=True)
+    precision, fast = options.pop("precision", "fp32"), bool(options.pop("fast", False))
     protocol = build_protocol(options, cfg.get("tta"), data_cfg)
     model = model.to(device)
     if cfg.eval_seed is not None:
         set_eval_seed(model, int(cfg.eval_seed))
+    try:
+        model = for_inference(model, precision, fast)  # inference.precision / inference.fast
+    except OptimizeError as err:
+        raise EvalError(str(err)) from err
     return _Setup(model, meta, dm, dataset, data_cfg, source, protocol)
 
 
@@ -404,6 +410,8 @@ def run_eval(cfg: DictConfig, overrides: Sequence[str] | None = None) -> EvalRes
         info = {
             "checkpoint": str(ckpt_path.resolve()),
             "eval_seed": cfg.eval_seed,
+            "precision": cfg.inference.get("precision", "fp32"),
+            "fast": bool(cfg.inference.get("fast", False)),
             "world_size": world_size,
             "device": str(device),
             "seconds": round(seconds, 2),

@@ -256,6 +256,8 @@ def run_predict(
     overwrite: bool = False,
     unsafe_load: bool = False,
     progress: bool = True,
+    precision: str = "fp32",
+    fast: bool = False,
 ) -> PredictReport:
     """Load a checkpoint, predict the ``input`` images into ``output``, write ``report.json``.
 
@@ -272,8 +274,11 @@ def run_predict(
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda:0"``, ...
         skip_unreadable, overwrite, progress: See :func:`predict_images`.
         unsafe_load: Allow checkpoints that need full unpickling (trusted files only).
+        precision, fast: ``inference.precision`` / ``inference.fast``
+            (:func:`vanseg.optimize.for_inference`).
     """
     from vanseg.api import load_model
+    from vanseg.optimize import OptimizeError, for_inference
 
     images, ignored = find_images(input)
     if not Path(ckpt_path).is_file():
@@ -281,6 +286,10 @@ def run_predict(
     model = load_model(ckpt_path, unsafe_load=unsafe_load).to(_device(device)).eval()
     if eval_seed is not None:
         set_eval_seed(model, eval_seed)
+    try:
+        model = for_inference(model, precision, fast)
+    except OptimizeError as err:
+        raise PredictError(str(err)) from err
     colours = palette_array(model.num_classes, palette)
     log.info("predicting %d images with %s", len(images), protocol.describe())
     report = predict_images(
@@ -293,6 +302,8 @@ def run_predict(
         "protocol": protocol.to_dict(),
         "protocol_text": protocol.describe(),
         "eval_seed": eval_seed,
+        "precision": precision,
+        "fast": fast,
         **report.to_dict(),
     }
     (Path(output) / "report.json").write_text(json.dumps(summary, indent=2))

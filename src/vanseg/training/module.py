@@ -114,8 +114,8 @@ class SegmentationModule(pl.LightningModule):
             parameters and checkpoint keys stay those of ``model``).
         channels_last: NHWC weights and images in training: ``True``, ``False`` or ``"auto"``
             (:func:`channels_last_default` of the device).
-        optimizer_impl: AdamW/SGD kernel: ``auto`` (fused where the device supports it),
-            ``fused``, ``foreach`` or ``for_loop`` (:func:`vanseg.training.optim.optimizer_options`).
+        optimizer_impl: Optimizer kernel: ``auto`` (fused where the device has it), ``fused``,
+            ``foreach`` or ``for_loop`` (see ``vanseg.training.optim.optimizer_options``).
     """
 
     def __init__(
