@@ -48,11 +48,13 @@ def _small(tiny_data_overrides: list[str]) -> list[str]:
 
 
 @pytest.mark.slow
-def test_two_process_cpu_ddp(tiny_data_overrides: list[str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
+def test_two_process_cpu_ddp(tiny_data_overrides: list[str], tmp_path: Path, compile: bool) -> None:
     run_dir = tmp_path / "ddp"
     _train(
         [
             *_small(tiny_data_overrides),
+            f"module.compile={str(compile).lower()}",
             "trainer=ddp_cpu",
             "trainer.devices=2",
             f"hydra.run.dir={run_dir}",

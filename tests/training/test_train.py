@@ -35,11 +35,20 @@ def test_short_run_writes_checkpoints_results_and_logs(fast_train_overrides, tmp
 
 
 def test_resume_is_exact(fast_train_overrides, tmp_path) -> None:
+    _check_exact_resume(fast_train_overrides, tmp_path)
+
+
+@pytest.mark.slow
+def test_resume_is_exact_with_compile(fast_train_overrides, tmp_path) -> None:
+    _check_exact_resume([*fast_train_overrides, "module.compile=true"], tmp_path)
+
+
+def _check_exact_resume(overrides: list[str], tmp_path) -> None:
     straight = tmp_path / "straight"
-    _run([*fast_train_overrides, f"paths.output_dir={straight}"])
+    _run([*overrides, f"paths.output_dir={straight}"])
     resumed = tmp_path / "resumed"
     half = straight / "checkpoints" / "step_000002.ckpt"
-    _run([*fast_train_overrides, f"paths.output_dir={resumed}", f"ckpt_path={half}"])
+    _run([*overrides, f"paths.output_dir={resumed}", f"ckpt_path={half}"])
     a = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=False)
     b = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=False)
     assert a["global_step"] == b["global_step"] == 4
