@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from functools import partial
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+import vanseg
+from vanseg.evaluation.evaluate import EvalError, run_eval
 from vanseg.models import FPN, FCNHead, FPNHead, HamHead, LightHamHead, Segmentor, UPerHead
 from vanseg.models.backbones.van import van_test
 from vanseg.optimize import (
@@ -16,6 +20,7 @@ from vanseg.optimize import (
     max_relative_difference,
     optimize,
 )
+from vanseg.utils.config import compose_config, model_config
 
 K = 5
 
@@ -124,3 +129,50 @@ def test_compiled_fast_path_matches_the_plain_model() -> None:
     plain = _logits(model, images)
     fast = _logits(optimize(model, "fp32", compile=True), images)
     assert max_relative_difference(plain, fast) <= 1e-4
+
+
+@pytest.fixture(scope="module")
+def eval_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """A van_test + Light-Ham checkpoint and a generated 5-class validation set."""
+    model_overrides = ["backbone=van_test", "head=light_ham", "head.channels=32"]
+    cfg = compose_config([*model_overrides, f"data.num_classes={K}", "backbone.pretrained=null"])
+    torch.manual_seed(0)
+    model = _randomise_norms(vanseg.build_model_from_config(model_config(cfg)))
+    ckpt = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
+    vanseg.save_model(model, model_config(cfg), ckpt)
+    data = [
+        "data=synthetic",
+        f"data.cache_dir={tmp_path_factory.mktemp('synthetic')}",
+        f"data.num_classes={K}",
+        "data.num_train=2",
+        "data.num_val=4",
+        "data.min_side=64",
+        "data.max_side=96",
+        "data.eval_scale=[256,64]",
+    ]
+    return ckpt, data
+
+
+def test_eval_precision_and_fast_options(eval_setup, tmp_path: Path) -> None:
+    ckpt, data = eval_setup
+    results = {}
+    for name, extra in {
+        "plain": [],
+        "fast": ["inference.fast=true"],
+        "bf16": ["inference.fast=true", "inference.precision=bf16"],
+    }.items():
+        out = tmp_path / name
+        overrides = [f"ckpt_path={ckpt}", f"output={out}", "progress=false", "eval_seed=0", *data]
+        result = run_eval(compose_config([*overrides, *extra], config_name="eval"), overrides)
+        saved = json.loads((out / "metrics.json").read_text())
+        assert saved["fast"] == ("inference.fast=true" in extra)
+        results[name] = 100 * result.metrics["mIoU"]
+    assert results["fast"] == pytest.approx(results["plain"], abs=0.05)
+    assert results["bf16"] == pytest.approx(results["plain"], abs=0.5)
+
+
+def test_bad_precision_option_names_it(eval_setup, tmp_path: Path) -> None:
+    ckpt, data = eval_setup
+    overrides = [f"ckpt_path={ckpt}", f"output={tmp_path}", "inference.precision=fp8", *data]
+    with pytest.raises(EvalError, match="inference.precision"):
+        run_eval(compose_config(overrides, config_name="eval"), overrides)
