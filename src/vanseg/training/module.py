@@ -163,14 +163,14 @@ class SegmentationModule(pl.LightningModule):
         self.wandb_run_id: str | None = None
         self._compiled_loss: Callable[..., dict[str, torch.Tensor]] | None = None
 
-    def setup(self, stage: str) -> None:
-        if self.use_channels_last:
+    def configure_model(self) -> None:
+        # Before the strategy moves the model and wraps it in DDP (its buckets keep the layout).
+        if self._channels_last(self.trainer.strategy.root_device):
             self.model.to(memory_format=torch.channels_last)
 
-    @property
-    def use_channels_last(self) -> bool:
+    def _channels_last(self, device: torch.device) -> bool:
         setting = self.hparams.channels_last
-        return channels_last_default(self.device) if setting == "auto" else bool(setting)
+        return channels_last_default(device) if setting == "auto" else bool(setting)
 
     def _loss_terms(self, images: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         args = (self.hparams.ignore_index, self.hparams.loss_average)
@@ -188,7 +188,7 @@ class SegmentationModule(pl.LightningModule):
     # ------------------------------------------------------------------ training
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, mask = batch["image"], batch["mask"]
-        if self.use_channels_last:
+        if self._channels_last(self.device):
             images = images.contiguous(memory_format=torch.channels_last)
         terms = self._loss_terms(images, mask)
         decode = terms["decode"]
