@@ -13,7 +13,7 @@ in, float32 logits at the input size out. It never modifies the model passed in.
   in NHWC on CPU (oneDNN) and on GPU (cuDNN). The stage LayerNorm runs on the NHWC view so the
   layout is kept between stages.
 * **Precision**: ``bf16``/``fp16`` autocast; NMF stays in float32 (it divides by small
-  numbers, docs/pitfalls.md and docs/reference.md §6), the logits come back as float32.
+  numbers, docs/reference.md §6), the logits come back as float32.
 * **compile**: ``torch.compile`` of the folded module (inductor).
 
 GroupNorm (Ham heads) depends on the data and is not folded. The NMF bases are drawn exactly as

@@ -255,6 +255,21 @@ def _table(rows: list[dict], title: str) -> Table:
     return table
 
 
+def markdown_table(rows: list[dict]) -> str:
+    """The table as Markdown (``--markdown``), as pasted into the README."""
+    lines = [
+        "| mode | config | median ms | IQR ms | ratio | peak MiB | max logit diff |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        diff = "-" if r["max_rel_diff"] is None else f"{r['max_rel_diff']:.1e}"
+        lines.append(
+            f"| {r['mode']} | {r['config']} | {r['median_ms']:.1f} | {r['iqr_ms']:.1f} | "
+            f"{r['ratio']:.2f}x | {r['peak_mem_mb']:.0f} | {diff} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(
         prog="python -m vanseg.tools.benchmark",
@@ -272,6 +287,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--markdown", action="store_true", help="also print a Markdown table")
     args, overrides = split_overrides(parser, argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -309,6 +325,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         f"{args.rounds} interleaved rounds)"
     )
     Console(width=None if Console().is_terminal else 160).print(_table(rows, title))
+    if args.markdown:
+        print(f"{title}:\n\n{markdown_table(rows)}")
     if args.json:
         path = Path(args.json)
         tmp = path.with_name(f".{path.name}.tmp")
