@@ -6,6 +6,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from vanseg.api import build_model, build_model_from_config, load_model, save_model
+from vanseg.optimize import optimize
 from vanseg.training.run_dir import register_resolver as _register_resolver
 
 _register_resolver()  # ${vanseg.fresh_dir:...} in conf/hydra/default.yaml
@@ -22,6 +23,7 @@ __all__ = [
     "build_model_from_config",
     "from_pretrained",
     "load_model",
+    "optimize",
     "save_model",
     "save_pretrained",
     "__version__",

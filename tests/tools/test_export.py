@@ -69,6 +69,9 @@ def test_fpn_static_round_trip_legacy(tmp_path: Path) -> None:
     ckpt = make_checkpoint("fpn", tmp_path)
     rows = run_cli(ckpt, "dynamo=false", "dynamic=false")
     assert len(rows) == 1 and rows[0]["max_abs_diff"] <= 1e-3
+    # fold=true (default): the VAN BatchNorms are folded into the convolutions
+    ops = {node.op_type for node in onnx.load(str(ckpt.with_suffix(".onnx"))).graph.node}
+    assert "BatchNormalization" not in ops
 
 
 def test_fpn_dynamic_round_trip_legacy(tmp_path: Path) -> None:

@@ -48,16 +48,19 @@ def _small(tiny_data_overrides: list[str]) -> list[str]:
 
 
 @pytest.mark.slow
-def test_two_process_cpu_ddp(tiny_data_overrides: list[str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
+def test_two_process_cpu_ddp(tiny_data_overrides: list[str], tmp_path: Path, compile: bool) -> None:
     run_dir = tmp_path / "ddp"
     _train(
         [
             *_small(tiny_data_overrides),
+            f"module.compile={str(compile).lower()}",
             "trainer=ddp_cpu",
             "trainer.devices=2",
             f"hydra.run.dir={run_dir}",
         ],
         tmp_path,
+        timeout=1800 if compile else 600,  # inductor compiles once per rank
     )
     result = json.loads((run_dir / "results.json").read_text())
     assert result["steps"] == 4 and 0 <= result["metrics"]["val/mIoU"] <= 1

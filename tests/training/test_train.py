@@ -45,8 +45,17 @@ def _sigterm_during_validation(self, trainer, *args, **kwargs) -> None:
 
 @pytest.mark.parametrize("start", ["periodic", pytest.param("signal", marks=pytest.mark.slow)])
 def test_resume_is_exact(fast_train_overrides, tmp_path, monkeypatch, start) -> None:
+    _check_exact_resume(fast_train_overrides, tmp_path, monkeypatch, start)
+
+
+@pytest.mark.slow
+def test_resume_is_exact_with_compile(fast_train_overrides, tmp_path, monkeypatch) -> None:
+    _check_exact_resume([*fast_train_overrides, "module.compile=true"], tmp_path, monkeypatch)
+
+
+def _check_exact_resume(overrides: list[str], tmp_path, monkeypatch, start="periodic") -> None:
     straight = tmp_path / "straight"
-    _run([*fast_train_overrides, f"paths.output_dir={straight}"])
+    _run([*overrides, f"paths.output_dir={straight}"])
     resumed = tmp_path / "resumed"
     half = straight / "checkpoints" / "step_000002.ckpt"
     if start == "signal":  # SIGTERM in the validation of step 2: the stop saves that step
@@ -56,11 +65,11 @@ def test_resume_is_exact(fast_train_overrides, tmp_path, monkeypatch, start) -> 
                 TextProgressLog, "on_validation_batch_start", _sigterm_during_validation, False
             )
             with pytest.raises(TrainingInterrupted, match="stopped at step 2") as err:
-                _run([*fast_train_overrides, f"paths.output_dir={stopped}"])
+                _run([*overrides, f"paths.output_dir={stopped}"])
         assert err.value.exit_code == 143
         half = stopped / "checkpoints" / "last.ckpt"
         assert torch.load(half, weights_only=False)["global_step"] == 2
-    _run([*fast_train_overrides, f"paths.output_dir={resumed}", f"ckpt_path={half}"])
+    _run([*overrides, f"paths.output_dir={resumed}", f"ckpt_path={half}"])
     a = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=False)
     b = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=False)
     assert a["global_step"] == b["global_step"] == 4

@@ -55,6 +55,7 @@ from vanseg.evaluation.report import (
     write_results,
 )
 from vanseg.metadata import ModelMeta
+from vanseg.optimize import OptimizeError, for_inference
 from vanseg.utils.distributed import get_world_size, rank_and_world_size, resolve_device
 
 __all__ = [
@@ -243,10 +244,15 @@ def _setup(cfg: DictConfig, overrides: Sequence[str], device: torch.device, rank
     meta = loaded.meta.with_data(data_cfg)  # classes, normalisation, protocol of this data
     dataset = _dataset(dm, source, rank)
     options = OmegaConf.to_container(cfg.inference, resolve=True)
+    precision, fast = options.pop("precision", "fp32"), bool(options.pop("fast", False))
     protocol = resolve_inference(meta, options, cfg.get("tta"))
     model = loaded.model.to(device)
     if cfg.eval_seed is not None:
         set_eval_seed(model, int(cfg.eval_seed))
+    try:
+        model = for_inference(model, precision, fast)  # inference.precision / inference.fast
+    except OptimizeError as err:
+        raise EvalError(str(err)) from err
     return _Setup(model, meta, loaded.entry, dm, dataset, data_cfg, source, protocol)
 
 
@@ -300,6 +306,8 @@ def run_eval(cfg: DictConfig, overrides: Sequence[str] | None = None) -> EvalRes
         info = {
             "checkpoint": str(ckpt_path.resolve()),
             "eval_seed": cfg.eval_seed,
+            "precision": cfg.inference.get("precision", "fp32"),
+            "fast": bool(cfg.inference.get("fast", False)),
             "world_size": world_size,
             "device": str(device),
             "seconds": round(seconds, 2),

@@ -23,7 +23,9 @@ B > 1 with ``eval_seed``, image i gets the i-th slice of one ``(B, D, R)`` draw 
 
 After exporting, onnxruntime and PyTorch run the same random inputs at every ``check_sizes``
 entry (with ``dynamic``, at least two sizes); the tool prints the largest absolute logit
-difference and fails if it exceeds ``atol``.
+difference and fails if it exceeds ``atol``. With ``fold=true`` (default) the exported graph is
+:func:`vanseg.optimize.fold_model` of the checkpoint (eval BatchNorms and layer scales folded
+into the convolutions) and the check compares it with the unfolded PyTorch model.
 
 Known limit: UperNet's pyramid pooling uses adaptive average pooling to 2, 3 and 6 bins, which
 ONNX cannot express for a dynamic input size; export it with ``dynamic=false``.
@@ -280,6 +282,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     )
     _, overrides = split_overrides(parser, argv)
     from vanseg.api import load_model
+    from vanseg.optimize import fold_model
     from vanseg.utils.config import compose_config
 
     cfg = compose_config(overrides, config_name="export")
@@ -299,10 +302,13 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     check_destination(output, overwrite=opts["overwrite"], sources=[ckpt])
 
     model = load_model(ckpt, unsafe_load=opts["unsafe_load"])
+    # The folded copy (vanseg.optimize.fold_model) has no BatchNorm or layer-scale nodes; the
+    # check below compares onnxruntime with the unfolded PyTorch model.
+    graph = fold_model(model) if opts["fold"] else model
     start = time.perf_counter()
     with atomic_path(output, overwrite=opts["overwrite"], sources=[ckpt]) as tmp:
         export_onnx(
-            model, tmp, sizes[0], opts["eval_seed"], opts["opset"], opts["dynamo"], opts["dynamic"]
+            graph, tmp, sizes[0], opts["eval_seed"], opts["opset"], opts["dynamo"], opts["dynamic"]
         )
     console = Console()
     console.print(f"wrote {output} in {time.perf_counter() - start:.1f} s")

@@ -16,9 +16,15 @@ from vanseg.evaluation.inference import predict_probs_tensor
 from vanseg.evaluation.metrics import SegmentationMetrics
 from vanseg.models.heads.base import resize
 from vanseg.models.segmentor import Segmentor
-from vanseg.training.optim import build_optimizer
+from vanseg.training.optim import OPTIMIZER_IMPLS, build_optimizer
 
-__all__ = ["SegmentationModule", "NonFiniteLossError", "segmentation_loss"]
+__all__ = [
+    "SegmentationModule",
+    "NonFiniteLossError",
+    "segmentation_loss",
+    "loss_terms",
+    "channels_last_default",
+]
 
 LOSS_AVERAGES = ("all_pixels", "valid_pixels")
 
@@ -45,6 +51,35 @@ def segmentation_loss(
     if average == "all_pixels":
         return losses.mean()
     return losses.sum() / (mask != ignore_index).sum().clamp_min(1)
+
+
+def loss_terms(
+    model: Segmentor,
+    images: torch.Tensor,
+    mask: torch.Tensor,
+    ignore_index: int = 255,
+    average: str = "all_pixels",
+) -> dict[str, torch.Tensor]:
+    """``{"decode": loss}`` plus ``"aux"`` when the model has an auxiliary head.
+
+    One function for the forward pass and the losses, so that ``module.compile=true`` compiles
+    them together: inductor then fuses the resize to label size into the cross-entropy
+    instead of materialising (B, K, H, W) logits and their gradient.
+    """
+    out = model.forward_train(images)
+    terms = {"decode": segmentation_loss(out["logits"], mask, ignore_index, average)}
+    if "aux_logits" in out:
+        terms["aux"] = segmentation_loss(out["aux_logits"], mask, ignore_index, average)
+    return terms
+
+
+def channels_last_default(device: torch.device) -> bool:
+    """``module.channels_last=auto``: NHWC on CUDA (cuDNN), NCHW elsewhere.
+
+    On CPU the depthwise-conv backward is slower in NHWC, so a training step gains nothing
+    (``python -m vanseg.tools.benchmark --train`` measures both).
+    """
+    return device.type == "cuda"
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -76,6 +111,12 @@ class SegmentationModule(pl.LightningModule):
         seed: Base seed of the per-step model randomness.
         run_config: Resolved run configuration stored in every checkpoint (``vanseg`` key);
             its ``model`` entry rebuilds the model (``vanseg.load_model``).
+        compile: ``torch.compile`` the forward pass and loss of the training step (the
+            parameters and checkpoint keys stay those of ``model``).
+        channels_last: NHWC weights and images in training: ``True``, ``False`` or ``"auto"``
+            (:func:`channels_last_default` of the device).
+        optimizer_impl: Optimizer kernel: ``auto`` (fused where the device has it), ``fused``,
+            ``foreach`` or ``for_loop`` (see ``vanseg.training.optim.optimizer_options``).
     """
 
     def __init__(
@@ -91,11 +132,22 @@ class SegmentationModule(pl.LightningModule):
         class_names: Sequence[str] | None = None,
         seed: int = 0,
         run_config: Mapping[str, Any] | None = None,
+        compile: bool = False,
+        channels_last: bool | str = "auto",
+        optimizer_impl: str = "auto",
     ) -> None:
         super().__init__()
         if loss_average not in LOSS_AVERAGES:
             raise ValueError(
                 f"module.loss_average must be one of {LOSS_AVERAGES}, got {loss_average!r}"
+            )
+        if channels_last not in (True, False, "auto"):
+            raise ValueError(
+                f"module.channels_last must be true, false or auto, got {channels_last!r}"
+            )
+        if optimizer_impl not in OPTIMIZER_IMPLS:
+            raise ValueError(
+                f"module.optimizer_impl must be one of {OPTIMIZER_IMPLS}, got {optimizer_impl!r}"
             )
         if model.num_classes != num_classes:
             raise ValueError(
@@ -110,6 +162,26 @@ class SegmentationModule(pl.LightningModule):
         self.val_metrics = SegmentationMetrics(num_classes, ignore_index)
         self.last_val_results: dict[str, Any] = {}
         self.wandb_run_id: str | None = None
+        self._compiled_loss: Callable[..., dict[str, torch.Tensor]] | None = None
+
+    def configure_model(self) -> None:
+        # Before the strategy moves the model and wraps it in DDP (its buckets keep the layout).
+        if self._channels_last(self.trainer.strategy.root_device):
+            self.model.to(memory_format=torch.channels_last)
+
+    def _channels_last(self, device: torch.device) -> bool:
+        setting = self.hparams.channels_last
+        return channels_last_default(device) if setting == "auto" else bool(setting)
+
+    def _loss_terms(self, images: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        args = (self.hparams.ignore_index, self.hparams.loss_average)
+        if not self.hparams.compile:
+            return loss_terms(self.model, images, mask, *args)
+        if self._compiled_loss is None:
+            # A compiled function, not a compiled submodule: parameter names, checkpoints and
+            # the DDP wrapper all keep seeing ``self.model``.
+            self._compiled_loss = torch.compile(loss_terms)
+        return self._compiled_loss(self.model, images, mask, *args)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
@@ -117,12 +189,13 @@ class SegmentationModule(pl.LightningModule):
     # ------------------------------------------------------------------ training
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, mask = batch["image"], batch["mask"]
-        out = self.model.forward_train(images)
-        average, ignore = self.hparams.loss_average, self.hparams.ignore_index
-        decode = segmentation_loss(out["logits"], mask, ignore, average)
+        if self._channels_last(self.device):
+            images = images.contiguous(memory_format=torch.channels_last)
+        terms = self._loss_terms(images, mask)
+        decode = terms["decode"]
         loss = decode
-        if "aux_logits" in out:
-            aux = segmentation_loss(out["aux_logits"], mask, ignore, average)
+        if "aux" in terms:
+            aux = terms["aux"]
             loss = loss + self.hparams.aux_weight * aux
             self.log("train/aux_loss", aux.detach())
         if not torch.isfinite(loss):
@@ -137,7 +210,12 @@ class SegmentationModule(pl.LightningModule):
         return loss
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = build_optimizer(self.model, self.optimizer_factory, self.hparams.no_decay)
+        optimizer = build_optimizer(
+            self.model,
+            self.optimizer_factory,
+            self.hparams.no_decay,
+            impl=self.hparams.optimizer_impl,
+        )
         max_steps = self.trainer.max_steps
         if max_steps is None or max_steps <= 0:
             raise ValueError("training is iteration based: set trainer.max_steps > 0")

@@ -9,14 +9,18 @@ weight decay (docs/reference.md §3.10). ``exempt="norm_bias_scale"`` is the cle
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["param_groups", "build_optimizer"]
+__all__ = ["param_groups", "build_optimizer", "optimizer_options", "OPTIMIZER_IMPLS"]
 
 EXEMPT_POLICIES = ("original", "norm_bias_scale", "none")
+#: Optimizer kernels: one fused kernel, one multi-tensor kernel per group, or a Python loop.
+OPTIMIZER_IMPLS = ("auto", "fused", "foreach", "for_loop")
+FUSED_DEVICES = ("cuda", "cpu")
 
 
 def _exempt(name: str, param: torch.Tensor, policy: str, keys: Sequence[str]) -> bool:
@@ -55,11 +59,51 @@ def param_groups(
     return groups
 
 
+def _accepts(optimizer: Callable[..., torch.optim.Optimizer], name: str) -> bool:
+    target = getattr(optimizer, "func", optimizer)  # a functools.partial from Hydra
+    try:
+        return name in inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def optimizer_options(
+    impl: str,
+    model: nn.Module,
+    optimizer: Callable[..., torch.optim.Optimizer] = torch.optim.AdamW,
+) -> dict[str, bool]:
+    """Keyword arguments selecting the optimizer kernel (``fused``/``foreach``).
+
+    ``auto`` picks the fused kernel when the optimizer has one and every parameter is on a
+    device that has it (CUDA, CPU), otherwise torch's own default. The update is the same
+    AdamW formula in every kernel; only the float rounding order may differ.
+    """
+    if impl not in OPTIMIZER_IMPLS:
+        raise ValueError(f"optimizer impl must be one of {OPTIMIZER_IMPLS}, got {impl!r}")
+    devices = {p.device.type for p in model.parameters()}
+    if impl == "auto":
+        fused = _accepts(optimizer, "fused") and devices <= set(FUSED_DEVICES)
+        return {"fused": True} if fused else {}
+    for name in ("fused", "foreach"):
+        if impl == name and not _accepts(optimizer, name):
+            raise ValueError(f"module.optimizer_impl={name}: {optimizer} has no {name} kernel")
+    if impl == "fused":
+        return {"fused": True}
+    if impl == "foreach":
+        return {"foreach": True}
+    return {"foreach": False} if _accepts(optimizer, "foreach") else {}
+
+
 def build_optimizer(
     model: nn.Module,
     optimizer: Callable[..., torch.optim.Optimizer],
     exempt: str = "original",
     no_decay_keys: Sequence[str] = ("norm",),
+    impl: str = "for_loop",
 ) -> torch.optim.Optimizer:
-    """``optimizer(param_groups(...))``; ``optimizer`` is a partial with lr, weight decay, etc."""
-    return optimizer(param_groups(model, exempt, no_decay_keys))
+    """``optimizer(param_groups(...), **optimizer_options(impl))``.
+
+    ``optimizer`` is a partial with lr, weight decay, etc.; ``impl`` picks the kernel.
+    """
+    options = optimizer_options(impl, model, optimizer)
+    return optimizer(param_groups(model, exempt, no_decay_keys), **options)

@@ -63,6 +63,9 @@ class NMF2D(nn.Module):
             f"inv_t={self.inv_t}, one_step_grad={self.one_step_grad}, eval_seed={self.eval_seed}"
         )
 
+    # Kept out of torch.compile graphs: inductor would draw from its own (Philox) generator,
+    # and the bases must be the same numbers as in eager mode for the same seed.
+    @torch.compiler.disable
     def init_bases(self, batch: int, dim: int, device: torch.device) -> torch.Tensor:
         """Uniform [0, 1) bases (B, D, R), L2-normalised over D, drawn on the CPU generator."""
         generator = None
