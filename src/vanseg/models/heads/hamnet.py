@@ -10,14 +10,13 @@ from collections.abc import Sequence
 
 import torch
 
-from vanseg.models.heads.base import DecodeHead
+from vanseg.models.heads.ham import HamDecodeHead
 from vanseg.models.layers.conv import ConvNormAct
-from vanseg.models.layers.matrix_decomposition import Hamburger
 
 __all__ = ["HamHead"]
 
 
-class HamHead(DecodeHead):
+class HamHead(HamDecodeHead):
     """HamNet head; returns logits at the stride of stage ``in_index`` (1/8 with OS8).
 
     Args:
@@ -43,20 +42,22 @@ class HamHead(DecodeHead):
         one_step_grad: bool = False,
         eval_seed: int | None = None,
     ) -> None:
-        super().__init__(in_channels, num_classes, channels, in_index, dropout)
-        self.squeeze = ConvNormAct(self.in_channels, channels, 3, norm="gn")
-        self.hamburger = Hamburger(
-            channels,
+        super().__init__(
+            in_channels,
+            num_classes,
+            ham_channels=channels,
+            channels=channels,
+            in_index=in_index,
+            kernel_size=3,
             rank=rank,
+            dropout=dropout,
             train_steps=train_steps,
             eval_steps=eval_steps,
             one_step_grad=one_step_grad,
             eval_seed=eval_seed,
         )
-        self.align = ConvNormAct(channels, channels, 3, norm="gn")
         self.conv_cat = ConvNormAct(self.in_channels + channels, channels, 3, norm="gn")
 
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
         x = self.select(feats)
-        out = self.align(self.hamburger(self.squeeze(x)))
-        return self.classify(self.conv_cat(torch.cat([x, out], dim=1)))
+        return self.classify(self.conv_cat(torch.cat([x, self.ham(x)], dim=1)))

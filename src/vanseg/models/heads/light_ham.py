@@ -10,14 +10,13 @@ from collections.abc import Sequence
 
 import torch
 
-from vanseg.models.heads.base import DecodeHead, resize
-from vanseg.models.layers.conv import ConvNormAct
-from vanseg.models.layers.matrix_decomposition import Hamburger
+from vanseg.models.heads.base import resize
+from vanseg.models.heads.ham import HamDecodeHead
 
 __all__ = ["LightHamHead"]
 
 
-class LightHamHead(DecodeHead):
+class LightHamHead(HamDecodeHead):
     """Light-Ham head; returns (B, K, H/8, W/8) logits for default strides.
 
     Args:
@@ -46,20 +45,23 @@ class LightHamHead(DecodeHead):
         one_step_grad: bool = False,
         eval_seed: int | None = None,
     ) -> None:
-        super().__init__(in_channels, num_classes, channels, list(in_index), dropout)
-        self.squeeze = ConvNormAct(sum(self.in_channels), ham_channels, 1, norm="gn")
-        self.hamburger = Hamburger(
-            ham_channels,
+        super().__init__(
+            in_channels,
+            num_classes,
+            ham_channels=ham_channels,
+            channels=channels,
+            in_index=list(in_index),
+            kernel_size=1,
             rank=rank,
+            dropout=dropout,
             train_steps=train_steps,
             eval_steps=eval_steps,
             one_step_grad=one_step_grad,
             eval_seed=eval_seed,
         )
-        self.align = ConvNormAct(ham_channels, channels, 1, norm="gn")
 
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
         inputs = self.select(feats)
         size = inputs[0].shape[2:]
         x = torch.cat([resize(level, size) for level in inputs], dim=1)  # (B, sum C, H/8, W/8)
-        return self.classify(self.align(self.hamburger(self.squeeze(x))))
+        return self.classify(self.ham(x))
