@@ -50,7 +50,7 @@ def overlay(
     image: np.ndarray,
     mask: np.ndarray,
     palette: Sequence[Sequence[int]],
-    ignore_index: int = 255,
+    ignore_index: int,
     alpha: float = 0.5,
 ) -> np.ndarray:
     """Blend label colours over an RGB uint8 image; ``ignore_index`` pixels stay as they are."""
@@ -67,7 +67,7 @@ def render_grid(
     palette: Sequence[Sequence[int]],
     mean: Sequence[float],
     std: Sequence[float],
-    ignore_index: int = 255,
+    ignore_index: int,
     cols: int = 4,
     tile: int = 192,
     alpha: float = 0.6,
