@@ -28,9 +28,10 @@ class HamDecodeHead(DecodeHead):
         channels: Width of ``align`` and of the classifier input.
         in_index: Stage(s) read; the squeeze conv takes their channels summed.
         kernel_size: Kernel of the squeeze and align convs.
-        rank: NMF rank.
+        rank: NMF rank (64 in every published Ham head but Light-Ham-D256's 16).
         dropout: Dropout2d before the classifier.
-        train_steps, eval_steps, one_step_grad, eval_seed: see :class:`NMF2D`.
+        train_steps, eval_steps, one_step_grad, eval_seed: see :class:`NMF2D` (the defaults
+            are the original's: 6 and 7 steps, gradient through every step, fresh bases).
     """
 
     def __init__(
@@ -41,12 +42,12 @@ class HamDecodeHead(DecodeHead):
         channels: int,
         in_index: int | Sequence[int],
         kernel_size: int,
-        rank: int,
-        dropout: float,
-        train_steps: int,
-        eval_steps: int,
-        one_step_grad: bool,
-        eval_seed: int | None,
+        rank: int = 64,
+        dropout: float = 0.1,
+        train_steps: int = 6,
+        eval_steps: int = 7,
+        one_step_grad: bool = False,
+        eval_seed: int | None = None,
     ) -> None:
         super().__init__(in_channels, num_classes, channels, in_index, dropout)
         selected = self.in_channels

@@ -7,6 +7,7 @@ backbone's last stage and the aligned features, then the classifier (docs/refere
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -23,10 +24,8 @@ class HamHead(HamDecodeHead):
         in_channels: Channels of every backbone stage.
         num_classes: Output classes.
         channels: Width of every conv in the head (512).
-        rank: NMF rank.
         in_index: Stage read (the last).
-        dropout: Dropout2d before the classifier.
-        train_steps, eval_steps, one_step_grad, eval_seed: see :class:`NMF2D`.
+        **ham_options: ``rank``, ``dropout`` and the NMF options of `HamDecodeHead`.
     """
 
     def __init__(
@@ -34,27 +33,11 @@ class HamHead(HamDecodeHead):
         in_channels: Sequence[int],
         num_classes: int,
         channels: int = 512,
-        rank: int = 64,
         in_index: int = 3,
-        dropout: float = 0.1,
-        train_steps: int = 6,
-        eval_steps: int = 7,
-        one_step_grad: bool = False,
-        eval_seed: int | None = None,
+        **ham_options: Any,
     ) -> None:
         super().__init__(
-            in_channels,
-            num_classes,
-            ham_channels=channels,
-            channels=channels,
-            in_index=in_index,
-            kernel_size=3,
-            rank=rank,
-            dropout=dropout,
-            train_steps=train_steps,
-            eval_steps=eval_steps,
-            one_step_grad=one_step_grad,
-            eval_seed=eval_seed,
+            in_channels, num_classes, channels, channels, in_index, kernel_size=3, **ham_options
         )
         self.conv_cat = ConvNormAct(self.in_channels + channels, channels, 3, norm="gn")
 

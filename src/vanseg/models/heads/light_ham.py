@@ -7,6 +7,7 @@ applies a Hamburger (NMF) block and a 1x1 ``align`` conv, then classifies (docs/
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -25,10 +26,9 @@ class LightHamHead(HamDecodeHead):
         ham_channels: Width of the squeeze conv and the Hamburger (480 for VAN-Tiny, 512
             otherwise, 256 for Light-Ham-D256).
         channels: Width of ``align`` and of the classifier input (512; 256 for D256).
-        rank: NMF rank (64; 16 for D256).
         in_index: Stages read (2-4).
-        dropout: Dropout2d before the classifier.
-        train_steps, eval_steps, one_step_grad, eval_seed: see :class:`NMF2D`.
+        **ham_options: ``rank`` (64; 16 for D256), ``dropout`` and the NMF options of
+            `HamDecodeHead`.
     """
 
     def __init__(
@@ -37,27 +37,11 @@ class LightHamHead(HamDecodeHead):
         num_classes: int,
         ham_channels: int = 512,
         channels: int = 512,
-        rank: int = 64,
         in_index: Sequence[int] = (1, 2, 3),
-        dropout: float = 0.1,
-        train_steps: int = 6,
-        eval_steps: int = 7,
-        one_step_grad: bool = False,
-        eval_seed: int | None = None,
+        **ham_options: Any,
     ) -> None:
         super().__init__(
-            in_channels,
-            num_classes,
-            ham_channels=ham_channels,
-            channels=channels,
-            in_index=list(in_index),
-            kernel_size=1,
-            rank=rank,
-            dropout=dropout,
-            train_steps=train_steps,
-            eval_steps=eval_steps,
-            one_step_grad=one_step_grad,
-            eval_seed=eval_seed,
+            in_channels, num_classes, ham_channels, channels, list(in_index), 1, **ham_options
         )
 
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
