@@ -24,8 +24,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from vanseg.data.classes import resolve_class_names, resolve_palette
-from vanseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from vanseg.data.classes import (
+    ADE20K_NUM_CLASSES,
+    IGNORE_INDEX,
+    resolve_class_names,
+    resolve_palette,
+)
+from vanseg.data.transforms import ADE20K_SCALE, IMAGENET_MEAN, IMAGENET_STD
 from vanseg.errors import VansegError
 from vanseg.evaluation.protocol import MS_RATIOS
 
@@ -45,8 +50,6 @@ FAMILY_HEADS = {
     "UPerHead": "upernet",
     "FPNHead": "fpn",
 }
-#: ``data.eval_scale`` of the original configs: keep-ratio bounds (long, short).
-ADE_EVAL_SCALE = (2048, 512)
 #: ``ResizeToMultiple(size_divisor=32)`` of the ``ade20k.py`` test pipeline.
 ADE_TEST_SIZE_DIVISOR = 32
 _KEYS = ("backbone", "neck", "head", "aux_head")
@@ -129,7 +132,7 @@ class ModelMeta:
 
     model: Mapping[str, Any]
     num_classes: int
-    ignore_index: int = 255
+    ignore_index: int = IGNORE_INDEX
     class_names: tuple[str, ...] = ()
     palette: tuple[tuple[int, int, int], ...] = ()
     mean: tuple[float, float, float] = IMAGENET_MEAN
@@ -162,19 +165,19 @@ class ModelMeta:
                 f"the model predicts {num_classes} classes but the data config "
                 f"'{data.get('name')}' has data.num_classes={data['num_classes']}"
             )
-        ade = num_classes == 150
+        ade = num_classes == ADE20K_NUM_CLASSES
         names = data.get("class_names", "ade20k" if ade else None)
         if names is None and str(data.get("_target_", "")).endswith("SyntheticDataModule"):
             from vanseg.data.synthetic import synthetic_class_names
 
             names = synthetic_class_names(num_classes)
         palette = data.get("palette", "ade20k" if ade else None)
-        scale = tuple(int(s) for s in data.get("eval_scale") or ADE_EVAL_SCALE)
+        scale = tuple(int(s) for s in data.get("eval_scale") or ADE20K_SCALE)
         divisor = data.get("test_size_divisor", ADE_TEST_SIZE_DIVISOR)
         return cls(
             model=model,
             num_classes=num_classes,
-            ignore_index=int(data.get("ignore_index", 255)),
+            ignore_index=int(data.get("ignore_index", IGNORE_INDEX)),
             class_names=tuple(resolve_class_names(names, num_classes)),
             palette=tuple(tuple(int(v) for v in c) for c in resolve_palette(palette, num_classes)),
             mean=tuple(float(v) for v in data.get("mean") or IMAGENET_MEAN),

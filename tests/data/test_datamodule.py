@@ -47,6 +47,14 @@ def test_ade20k_config_instantiates_with_the_original_settings():
     assert dm.val_transform.size_divisor is None and dm.test_transform.size_divisor == 32
 
 
+def test_pipeline_options_reach_the_transforms_and_a_misspelt_one_is_named(tmp_path):
+    dm = ADE20KDataModule(root=tmp_path, crop_size=(64, 48), mean=(1.0, 2.0, 3.0))
+    assert dm.train_transform.crop_size == (64, 48)
+    assert dm.val_transform.mean == (1.0, 2.0, 3.0) == dm.test_transform.mean
+    with pytest.raises(TypeError, match=r"\['crop_sise'\].*crop_size"):
+        ADE20KDataModule(root=tmp_path, crop_sise=(64, 64))
+
+
 def test_missing_dataset_fails_in_prepare_data_with_help(tmp_path):
     dm = instantiate(compose_config(["data=ade20k", f"data.root={tmp_path / 'ade'}"]).data)
     with pytest.raises(DatasetNotFoundError, match="data=synthetic"):

@@ -136,8 +136,11 @@ def test_complete_part_file_gets_416_and_is_accepted(server, tmp_path):
 
 def test_checksum_mismatch_deletes_the_file(server, tmp_path, capsys):
     args = ["ade20k", "--root", str(tmp_path), "--url", server.url, "--no-progress"]
-    assert main([*args, "--checksum", "sha256:" + "0" * 64]) == 1
-    assert "sha256" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--checksum", "sha256:" + "0" * 64])
+    assert exit_info.value.code == 2  # USER_ERROR_EXIT, as every tool
+    err = capsys.readouterr().err
+    assert err.startswith("python -m vanseg.data.download: error:") and "sha256" in err
     assert not (tmp_path / "ADEChallengeData2016.zip").exists()
 
 
@@ -148,7 +151,8 @@ def test_size_mismatch_is_reported(server, tmp_path):
 
 def test_wrong_counts_fail_the_layout_check(server, tmp_path, capsys):
     args = ["ade20k", "--root", str(tmp_path), "--url", server.url, "--no-progress"]
-    assert main([*args, "--checksum", "none"]) == 1  # default counts: 20,210 / 2,000
+    with pytest.raises(SystemExit, match="2"):
+        main([*args, "--checksum", "none"])  # default counts: 20,210 / 2,000
     err = capsys.readouterr().err
     assert "training: 3 image/label pairs, expected 20210" in err
     assert "validation: 2 image/label pairs, expected 2000" in err

@@ -56,3 +56,30 @@ def test_every_error_class_is_a_user_error() -> None:
         OutputExistsError,
     ):
         assert issubclass(cls, VansegError), cls
+
+
+TOOLS = [
+    "vanseg.data.check",
+    "vanseg.data.download",
+    "vanseg.data.benchmark",
+    "vanseg.tools.browse_dataset",
+    "vanseg.tools.convert",
+    "vanseg.tools.flops",
+]
+
+
+@pytest.mark.parametrize("module", TOOLS)
+def test_every_tool_has_the_same_usage_and_error_shape(module: str, capsys) -> None:
+    import importlib
+
+    main = importlib.import_module(module).main
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: python -m {module} ")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--no-such-flag"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: python -m {module} ")
+    assert f"python -m {module}: error: " in err

@@ -10,7 +10,6 @@ runs N such processes in parallel.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -23,9 +22,12 @@ from vanseg.data.ade20k import ADE20KDataset
 from vanseg.data.classes import ADE20K_NUM_CLASSES
 from vanseg.data.synthetic import render_scene
 from vanseg.data.transforms import TrainTransform
-from vanseg.utils.cli import user_errors
+from vanseg.utils.cli import tool_parser, user_errors
 
 __all__ = ["benchmark", "main"]
+
+#: The command as users type it: starts every usage and error line.
+PROG = "python -m vanseg.data.benchmark"
 
 
 def benchmark(images: int = 100, width: int = 683, height: int = 512, repeats: int = 2) -> dict:
@@ -64,9 +66,9 @@ def benchmark(images: int = 100, width: int = 683, height: int = 512, repeats: i
     return rates
 
 
-@user_errors("python -m vanseg.data.benchmark")
+@user_errors(PROG)
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Training data path throughput (one process).")
+    parser = tool_parser(PROG, __doc__)
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--width", type=int, default=683)
     parser.add_argument("--height", type=int, default=512)

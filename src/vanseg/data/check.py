@@ -12,7 +12,6 @@ read as the original reads them. Exits with status 1 if anything is wrong.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,9 +26,12 @@ from vanseg.data.ade20k import (
 )
 from vanseg.data.classes import IGNORE_INDEX
 from vanseg.data.scan import scan
-from vanseg.utils.cli import user_errors
+from vanseg.utils.cli import split_overrides, tool_parser, user_errors
 
 __all__ = ["CheckReport", "check_dataset", "check_pair", "main"]
+
+#: The command as users type it: starts every usage and error line.
+PROG = "python -m vanseg.data.check"
 
 
 @dataclass
@@ -143,20 +145,19 @@ def format_report(report: CheckReport, class_names: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-@user_errors("python -m vanseg.data.check")
+@user_errors(PROG)
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit status (0: clean, 1: problems found)."""
     from hydra.utils import instantiate
 
     from vanseg.utils.config import compose_config
 
-    parser = argparse.ArgumentParser(description="Check an ADE20K-layout dataset.")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data=folder")
+    parser = tool_parser(PROG, __doc__)
     parser.add_argument("--workers", type=int, default=0, help="decoding processes (default 0)")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args, overrides = split_overrides(parser, argv)
 
-    cfg = compose_config(args.overrides)
+    cfg = compose_config(overrides)
     datamodule = instantiate(cfg.data)
     datamodule.prepare_files()
     print(f"checking {datamodule.name} at {datamodule.root}")

@@ -8,7 +8,8 @@ class as ``"bed "`` with a trailing space; we drop the space so metric keys stay
 from __future__ import annotations
 
 import colorsys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 __all__ = [
     "ADE20K_CLASSES",
@@ -105,6 +106,39 @@ def generic_palette(num_classes: int) -> tuple[Color, ...]:
     return tuple(colors)
 
 
+def _per_class(
+    option: str,
+    value: Sequence[Any] | str | None,
+    num_classes: int,
+    builtin: tuple[Any, ...],
+    generate: Callable[[int], tuple[Any, ...]],
+    convert: Callable[[Any], Any],
+    item: str,
+    generated: str,
+) -> tuple[Any, ...]:
+    """One value per class from a config value: ``"ade20k"``, ``None`` (generated) or a list.
+
+    ``item`` names one entry in messages (``"class name"``), ``generated`` what ``null`` gives.
+    """
+    if value is None:
+        return generate(num_classes)
+    if isinstance(value, str):
+        if value != "ade20k":
+            raise ValueError(
+                f"{option}={value!r}: use 'ade20k', null ({generated}) or a list, one {item} "
+                "per class."
+            )
+        items = builtin
+    else:
+        items = tuple(convert(v) for v in value)
+    if len(items) != num_classes:
+        raise ValueError(
+            f"{len(items)} {item}s given for num_classes={num_classes}; give exactly one {item} "
+            f"per class (data.{option}=[...]) or data.{option}=null for {generated}."
+        )
+    return items
+
+
 def resolve_class_names(
     class_names: Sequence[str] | str | None, num_classes: int
 ) -> tuple[str, ...]:
@@ -117,22 +151,16 @@ def resolve_class_names(
     Raises:
         ValueError: When the list length differs from ``num_classes``, or the key is unknown.
     """
-    if class_names is None:
-        return generic_class_names(num_classes)
-    if isinstance(class_names, str):
-        if class_names != "ade20k":
-            raise ValueError(
-                f"class_names={class_names!r}: use 'ade20k', null (class_<i>) or a list of names."
-            )
-        names = ADE20K_CLASSES
-    else:
-        names = tuple(str(name) for name in class_names)
-    if len(names) != num_classes:
-        raise ValueError(
-            f"{len(names)} class names given for num_classes={num_classes}; give exactly one "
-            "name per class (data.class_names=[...]) or data.class_names=null for class_<i>."
-        )
-    return names
+    return _per_class(
+        "class_names",
+        class_names,
+        num_classes,
+        ADE20K_CLASSES,
+        generic_class_names,
+        str,
+        "class name",
+        "class_<i>",
+    )
 
 
 def resolve_palette(
@@ -148,20 +176,16 @@ def resolve_palette(
     Raises:
         ValueError: When the palette has the wrong length or a colour is not three 0..255 ints.
     """
-    if palette is None:
-        return generic_palette(num_classes)
-    if isinstance(palette, str):
-        if palette != "ade20k":
-            raise ValueError(f"palette={palette!r}: use 'ade20k', null or a list of [r, g, b].")
-        colors: tuple[Color, ...] = ADE20K_PALETTE
-    else:
-        colors = tuple(_to_color(c) for c in palette)
-    if len(colors) != num_classes:
-        raise ValueError(
-            f"palette has {len(colors)} colours for num_classes={num_classes}; give one [r, g, b] "
-            "per class or data.palette=null for a generated palette."
-        )
-    return colors
+    return _per_class(
+        "palette",
+        palette,
+        num_classes,
+        ADE20K_PALETTE,
+        generic_palette,
+        _to_color,
+        "[r, g, b] colour",
+        "a generated palette",
+    )
 
 
 def _to_color(value: Sequence[int]) -> Color:

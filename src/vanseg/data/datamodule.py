@@ -41,8 +41,7 @@ from vanseg.data.synthetic import (
 from vanseg.data.synthetic import synthetic_root as _synthetic_root
 from vanseg.data.transforms import (
     ADE20K_SCALE,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
+    TRAIN_PIPELINE_OPTIONS,
     EvalTransform,
     TrainTransform,
 )
@@ -74,18 +73,6 @@ class ADE20KDataModule(pl.LightningDataModule):
         num_workers: DataLoader worker processes per device.
         pin_memory: Pin batches in page-locked memory for faster host-to-GPU copies; ``None``
             pins when CUDA is available.
-        scale: ``(long, short)`` edge bounds of the training rescale at ratio 1.
-        ratio_range: Range of the random training rescale ratio.
-        crop_size: ``(height, width)`` of the training crop and pad.
-        cat_max_ratio: Largest share of one class in a training crop.
-        crop_max_checks: Crop boxes checked before one is taken unchecked.
-        flip_prob: Horizontal flip probability.
-        brightness_delta: Photometric distortion: brightness offset bound.
-        contrast_range: Photometric distortion: contrast factor range.
-        saturation_range: Photometric distortion: saturation factor range.
-        hue_delta: Photometric distortion: hue offset bound (OpenCV hue units, 0..179).
-        mean: RGB normalisation mean, 0..255 units.
-        std: RGB normalisation std, 0..255 units.
         eval_scale: ``(long, short)`` bounds of the evaluation keep-ratio resize.
         val_size_divisor: Resize validation images to a multiple of this (``None``: no).
         test_size_divisor: Same for the test pipeline (32 in the original ade20k.py test
@@ -95,6 +82,11 @@ class ADE20KDataModule(pl.LightningDataModule):
         world_size: Override the world size used by the samplers.
         verify: Up-front scan in `prepare_data`: ``headers`` (default), ``full`` (decode every
             file) or ``off`` (pairing only); see `vanseg.data.scan`.
+        **train_pipeline: Options of `TrainTransform` (``scale``, ``ratio_range``,
+            ``crop_size``, ``cat_max_ratio``, ``crop_max_checks``, ``flip_prob``,
+            ``brightness_delta``, ``contrast_range``, ``saturation_range``, ``hue_delta``,
+            ``mean``, ``std``), whose defaults are the original ADE20K pipeline. ``mean`` and
+            ``std`` normalise the evaluation images too.
     """
 
     def __init__(
@@ -114,18 +106,6 @@ class ADE20KDataModule(pl.LightningDataModule):
         val_batch_size: int = 1,
         num_workers: int = 2,
         pin_memory: bool | None = None,
-        scale: Sequence[int] = ADE20K_SCALE,
-        ratio_range: Sequence[float] = (0.5, 2.0),
-        crop_size: Sequence[int] = (512, 512),
-        cat_max_ratio: float = 0.75,
-        crop_max_checks: int = 10,
-        flip_prob: float = 0.5,
-        brightness_delta: float = 32,
-        contrast_range: Sequence[float] = (0.5, 1.5),
-        saturation_range: Sequence[float] = (0.5, 1.5),
-        hue_delta: int = 18,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
         eval_scale: Sequence[int] = ADE20K_SCALE,
         val_size_divisor: int | None = None,
         test_size_divisor: int | None = 32,
@@ -133,6 +113,7 @@ class ADE20KDataModule(pl.LightningDataModule):
         rank: int | None = None,
         world_size: int | None = None,
         verify: str = "headers",
+        **train_pipeline: Any,
     ) -> None:
         super().__init__()
         self.verify = check_verify_mode(verify)
@@ -158,23 +139,17 @@ class ADE20KDataModule(pl.LightningDataModule):
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
-        self.scale, self.ratio_range, self.crop_size = tuple(scale), tuple(ratio_range), crop_size
+        unknown = sorted(set(train_pipeline) - set(TRAIN_PIPELINE_OPTIONS))
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__} got unknown option(s) {unknown}; the training pipeline "
+                f"takes {list(TRAIN_PIPELINE_OPTIONS)}: fix or remove the key(s) (see "
+                "conf/data/pipeline/)."
+            )
         self.train_transform = TrainTransform(
-            scale=scale,
-            ratio_range=ratio_range,
-            crop_size=crop_size,
-            cat_max_ratio=cat_max_ratio,
-            crop_max_checks=crop_max_checks,
-            flip_prob=flip_prob,
-            brightness_delta=brightness_delta,
-            contrast_range=contrast_range,
-            saturation_range=saturation_range,
-            hue_delta=hue_delta,
-            mean=mean,
-            std=std,
-            ignore_index=ignore_index,
-            seed=seed,
+            ignore_index=ignore_index, seed=seed, **train_pipeline
         )
+        mean, std = self.train_transform.mean, self.train_transform.std
         self.val_transform = EvalTransform(eval_scale, val_size_divisor, mean, std)
         self.test_transform = EvalTransform(eval_scale, test_size_divisor, mean, std)
         #: Training samples consumed over all ranks before the next train_dataloader() (resume).
@@ -221,12 +196,8 @@ class ADE20KDataModule(pl.LightningDataModule):
         )
         for note in report.notes:
             log.info("dataset note: %s", note)
-        crop = crop_note(
-            report.first_split_sizes,
-            self.crop_size,
-            self.scale,
-            self.ratio_range,
-        )
+        train = self.train_transform
+        crop = crop_note(report.first_split_sizes, train.crop_size, train.scale, train.ratio_range)
         if crop:
             log.warning(crop)
         if not report.ok:

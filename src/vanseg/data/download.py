@@ -12,7 +12,6 @@ checks the layout (20,210 training and 2,000 validation pairs). Train with
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import http.client
 import re
@@ -35,9 +34,12 @@ from rich.progress import (
 
 from vanseg.data.ade20k import DatasetNotFoundError, scan_split
 from vanseg.errors import VansegError
-from vanseg.utils.cli import user_errors
+from vanseg.utils.cli import tool_parser, user_errors
 
 __all__ = ["ADE20K_SHA1", "ADE20K_URL", "DownloadError", "download", "unpack", "verify_layout"]
+
+#: The command as users type it: starts every usage and error line.
+PROG = "python -m vanseg.data.download"
 
 ADE20K_URL = "http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip"
 #: SHA-1 of ADEChallengeData2016.zip as published with GluonCV's ADE20K preparation script.
@@ -237,10 +239,10 @@ def verify_layout(
         raise DownloadError(f"Unexpected layout in {root}:\n  " + "\n  ".join(problems))
 
 
-@user_errors("python -m vanseg.data.download")
+@user_errors(PROG)
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point; returns the exit status."""
-    parser = argparse.ArgumentParser(description="Download and unpack a dataset.")
+    """CLI entry point; returns 0. A `DownloadError` ends it as every tool's errors do."""
+    parser = tool_parser(PROG, __doc__)
     parser.add_argument("dataset", choices=["ade20k"])
     parser.add_argument("--root", default="data/ade", help="folder for the zip and the dataset")
     parser.add_argument("--url", default=ADE20K_URL)
@@ -260,24 +262,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     counts = {"training": args.train_count, "validation": args.val_count}
     target = root / ADE20K_FOLDER
-    try:
-        if not target.exists():
-            checksum = None if args.checksum.lower() == "none" else args.checksum
-            archive = download(
-                args.url,
-                root / (Path(urlparse(args.url).path).name or "ADEChallengeData2016.zip"),
-                checksum,
-                args.size,
-                progress=not args.no_progress,
-            )
-            print(f"unpacking {archive}")
-            unpack(archive, root)
-            if not args.keep_zip:
-                archive.unlink()
-        verify_layout(target, counts)
-    except DownloadError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    if not target.exists():
+        checksum = None if args.checksum.lower() == "none" else args.checksum
+        archive = download(
+            args.url,
+            root / (Path(urlparse(args.url).path).name or "ADEChallengeData2016.zip"),
+            checksum,
+            args.size,
+            progress=not args.no_progress,
+        )
+        print(f"unpacking {archive}")
+        unpack(archive, root)
+        if not args.keep_zip:
+            archive.unlink()
+    verify_layout(target, counts)
     print(f"ADE20K ready at {target}: train with data.root={target}")
     return 0
 

@@ -35,6 +35,7 @@ from vanseg.data.ade20k import (
     scan_split,
     unpaired_message,
 )
+from vanseg.data.classes import IGNORE_INDEX
 from vanseg.data.image_io import image_kind
 from vanseg.errors import ConfigError
 
@@ -111,7 +112,7 @@ def probe_pair(
     mode: str,
     num_classes: int,
     reduce_zero_label: bool,
-    ignore_index: int = 255,
+    ignore_index: int,
 ) -> PairResult:
     """Check one pair, by its headers (``mode="headers"``) or fully decoded (``"full"``)."""
     image_path, label_path = paths
@@ -193,7 +194,7 @@ def scan(
     mode: str,
     num_classes: int,
     reduce_zero_label: bool,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     image_suffixes: Sequence[str] = (".jpg",),
     label_suffix: str = ".png",
     workers: int = 0,

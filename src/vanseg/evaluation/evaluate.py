@@ -41,6 +41,7 @@ from rich.progress import track
 from torch import nn
 
 from vanseg.data.ade20k import DatasetNotFoundError
+from vanseg.data.classes import IGNORE_INDEX
 from vanseg.data.sampler import ShardSampler
 from vanseg.errors import VansegError
 from vanseg.evaluation.checkpoint import load_checkpoint, resolve_inference
@@ -178,7 +179,7 @@ def evaluate_dataset(
     dataset: Any,
     protocol: InferenceProtocol,
     indices: Iterable[int],
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     progress: bool = False,
 ) -> tuple[SegmentationMetrics, int]:
     """Update a metric with the given images of ``dataset``; returns it and the image count.

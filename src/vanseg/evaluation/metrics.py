@@ -23,11 +23,16 @@ from typing import Any
 import torch
 from torchmetrics import Metric
 
+from vanseg.data.classes import IGNORE_INDEX
+
 __all__ = ["SegmentationMetrics", "confusion_matrix", "metrics_from_confusion", "round_results"]
 
 
 def confusion_matrix(
-    preds: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int | None = 255
+    preds: torch.Tensor,
+    target: torch.Tensor,
+    num_classes: int,
+    ignore_index: int | None = IGNORE_INDEX,
 ) -> torch.Tensor:
     """Confusion matrix ``(K, K)`` int64 of class-index maps; rows are labels, columns predictions.
 
@@ -130,7 +135,9 @@ class SegmentationMetrics(Metric):
 
     confmat: torch.Tensor
 
-    def __init__(self, num_classes: int, ignore_index: int | None = 255, **kwargs: Any) -> None:
+    def __init__(
+        self, num_classes: int, ignore_index: int | None = IGNORE_INDEX, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         if num_classes < 1:
             raise ValueError(f"num_classes must be positive, got {num_classes}")

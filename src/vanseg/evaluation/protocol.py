@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from vanseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from vanseg.data.transforms import ADE20K_SCALE, IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["AUG_TEST_NAME", "MS_RATIOS", "InferenceProtocol", "resolve_protocol"]
 
@@ -47,7 +47,7 @@ class InferenceProtocol:
     name: str = ""
     scales: tuple[float, ...] = (1.0,)
     flip: bool = False
-    base_scale: tuple[int, int] | None = (2048, 512)
+    base_scale: tuple[int, int] | None = ADE20K_SCALE
     size_divisor: int | None = None
     crop: int = 512
     stride: int = 341

@@ -11,7 +11,6 @@ the dataset palette; ignored pixels (label 255, including padding) are left unbl
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,17 +19,30 @@ import numpy as np
 from PIL import Image
 
 from vanseg.utils.atomic import atomic_path
-from vanseg.utils.cli import user_errors
+from vanseg.utils.cli import split_overrides, tool_parser, user_errors
 
 __all__ = ["main", "overlay", "render_grid"]
 
+#: The command as users type it: starts every usage and error line.
+PROG = "python -m vanseg.tools.browse_dataset"
+
+
+def _flag(value: str) -> bool:
+    """``true``/``false`` (also 1/0, yes/no) as a bool; anything else is a ValueError."""
+    lowered = value.lower()
+    if lowered not in ("1", "true", "yes", "0", "false", "no"):
+        raise ValueError(value)
+    return lowered in ("1", "true", "yes")
+
+
+#: Tool option -> (parser, what the value must be); other ``key=value`` are Hydra overrides.
 _OPTIONS = {
-    "n": int,
-    "out": str,
-    "cols": int,
-    "tile": int,
-    "alpha": float,
-    "overwrite": lambda v: v.lower() in ("1", "true", "yes"),
+    "n": (int, "an integer"),
+    "out": (str, "a path"),
+    "cols": (int, "an integer"),
+    "tile": (int, "an integer"),
+    "alpha": (float, "a number"),
+    "overwrite": (_flag, "true or false"),
 }
 
 
@@ -38,7 +50,7 @@ def overlay(
     image: np.ndarray,
     mask: np.ndarray,
     palette: Sequence[Sequence[int]],
-    ignore_index: int = 255,
+    ignore_index: int,
     alpha: float = 0.5,
 ) -> np.ndarray:
     """Blend label colours over an RGB uint8 image; ``ignore_index`` pixels stay as they are."""
@@ -55,7 +67,7 @@ def render_grid(
     palette: Sequence[Sequence[int]],
     mean: Sequence[float],
     std: Sequence[float],
-    ignore_index: int = 255,
+    ignore_index: int,
     cols: int = 4,
     tile: int = 192,
     alpha: float = 0.6,
@@ -85,7 +97,7 @@ def render_grid(
     return grid
 
 
-@user_errors("python -m vanseg.tools.browse_dataset")
+@user_errors(PROG)
 def main(argv: Sequence[str] | None = None) -> Path:
     """Parse ``key=value`` options and Hydra overrides, write the grid, return its path."""
     from hydra.utils import instantiate
@@ -93,16 +105,21 @@ def main(argv: Sequence[str] | None = None) -> Path:
     from vanseg.data.sampler import InfiniteSampler
     from vanseg.utils.config import compose_config
 
-    args = list(sys.argv[1:] if argv is None else argv)
+    parser = tool_parser(PROG, __doc__)
+    _, args = split_overrides(parser, argv)
     options = {"n": 16, "out": "samples.png", "cols": 4, "tile": 192, "alpha": 0.6}
     options["overwrite"] = False
     overrides = []
     for arg in args:
-        key, sep, value = arg.partition("=")
-        if sep and key in _OPTIONS:
-            options[key] = _OPTIONS[key](value)
-        else:
+        key, _, value = arg.partition("=")
+        if key not in _OPTIONS:
             overrides.append(arg)
+            continue
+        parse, what = _OPTIONS[key]
+        try:
+            options[key] = parse(value)
+        except ValueError:
+            parser.error(f"{arg}: {key} must be {what}")
 
     cfg = compose_config(overrides)
     datamodule = instantiate(cfg.data)

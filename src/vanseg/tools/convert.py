@@ -12,7 +12,6 @@ The number of classes is read from the checkpoint. The output stores the model c
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,12 +21,14 @@ import torch
 from vanseg.api import build_model_from_config, save_model
 from vanseg.models.backbones.van import checkpoint_filter_fn
 from vanseg.models.pretrained import CheckpointError, check_and_load, load_file
-from vanseg.tools._cli import split_overrides
 from vanseg.utils.atomic import check_destination
-from vanseg.utils.cli import user_errors
+from vanseg.utils.cli import split_overrides, tool_parser, user_errors
 from vanseg.utils.config import NO_PRETRAINED, compose_config, model_config
 
 __all__ = ["convert_state_dict", "convert"]
+
+#: The command as users type it: starts every usage and error line.
+PROG = "python -m vanseg.tools.convert"
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +96,9 @@ def convert(
     print(f"Converted {len(state)} tensors from {src} to {dst}; not carried over: {ignored}")
 
 
-@user_errors("python -m vanseg.tools.convert")
+@user_errors(PROG)
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m vanseg.tools.convert",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = tool_parser(PROG, __doc__)
     parser.add_argument("src", help="original mmseg checkpoint (.pth)")
     parser.add_argument("dst", help="vanseg checkpoint to write (.ckpt)")
     parser.add_argument(

@@ -13,7 +13,6 @@ records; that is 2e-9 G.
 
 from __future__ import annotations
 
-import argparse
 import json
 import warnings
 from collections.abc import Sequence
@@ -25,12 +24,14 @@ from rich.table import Table
 from torch import nn
 
 from vanseg.api import build_model_from_config
-from vanseg.tools._cli import split_overrides
 from vanseg.utils.atomic import atomic_write_text
-from vanseg.utils.cli import user_errors
+from vanseg.utils.cli import split_overrides, tool_parser, user_errors
 from vanseg.utils.config import NO_PRETRAINED, compose_config, model_config
 
 __all__ = ["Complexity", "PUBLISHED", "count_params", "count_macs", "measure"]
+
+#: The command as users type it: starts every usage and error line.
+PROG = "python -m vanseg.tools.flops"
 
 
 @dataclass(frozen=True)
@@ -123,13 +124,9 @@ def _row_for(overrides: Sequence[str], shape: Sequence[int]) -> dict:
     }
 
 
-@user_errors("python -m vanseg.tools.flops")
+@user_errors(PROG)
 def main(argv: Sequence[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(
-        prog="python -m vanseg.tools.flops",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = tool_parser(PROG, __doc__)
     parser.add_argument("--all", action="store_true", help="all 17 published configurations")
     parser.add_argument("--shape", type=int, nargs=2, default=(512, 512), metavar=("H", "W"))
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")

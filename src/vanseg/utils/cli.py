@@ -1,4 +1,9 @@
-"""One error style for every entry point: ``train.py``, ``eval.py``, ``predict.py`` and tools.
+"""One command-line style for every entry point: ``train.py``, ``eval.py``, ``predict.py``, tools.
+
+Tools (``python -m vanseg.tools.<x>``, ``python -m vanseg.data.<x>``) build their parser with
+`tool_parser` (``prog`` as users type it, the module docstring as ``--help`` text) and, when they
+read the Hydra config, take ``key=value`` overrides through `split_overrides`, exactly like
+``train.py``. Bad arguments end with argparse's ``usage: ...`` and ``<prog>: error: ...``.
 
 A :class:`vanseg.errors.VansegError` is printed as ``<prog>: error: <message>`` on stderr and
 the process exits with status 2 (:data:`vanseg.errors.USER_ERROR_EXIT`), with no traceback.
@@ -8,15 +13,23 @@ too, to show where they came from.
 
 from __future__ import annotations
 
+import argparse
 import functools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from vanseg.errors import USER_ERROR_EXIT, VansegError
 
-__all__ = ["DEBUG_ENV", "debug_enabled", "format_error", "user_errors"]
+__all__ = [
+    "DEBUG_ENV",
+    "debug_enabled",
+    "format_error",
+    "split_overrides",
+    "tool_parser",
+    "user_errors",
+]
 
 #: Environment switch that shows tracebacks of user errors.
 DEBUG_ENV = "VANSEG_DEBUG"
@@ -61,3 +74,34 @@ def user_errors(prog: str) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def tool_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
+    """The parser of a ``python -m vanseg.<x>`` tool: ``prog`` as typed, the docstring as help.
+
+    Args:
+        prog: The command, e.g. ``"python -m vanseg.data.check"``; it starts every usage and
+            error line.
+        description: ``--help`` text, usually the module's ``__doc__`` (kept as written).
+    """
+    return argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
+def split_overrides(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> tuple[argparse.Namespace, list[str]]:
+    """Parse ``--flags`` with ``parser``; every ``key=value`` argument is a Hydra override.
+
+    An argument that is neither a known flag nor ``key=value`` ends the program with the
+    parser's usage line and ``<prog>: error: ...`` (exit status 2).
+    """
+    parser.add_argument(
+        "overrides", nargs="*", help="Hydra overrides, e.g. backbone=van_base head=upernet"
+    )
+    args = parser.parse_args(argv)
+    bad = [o for o in args.overrides if "=" not in o]
+    if bad:
+        parser.error(f"expected Hydra overrides of the form key=value, got {bad}")
+    return args, list(args.overrides)

@@ -7,27 +7,25 @@ backbone's last stage and the aligned features, then the classifier (docs/refere
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
-from vanseg.models.heads.base import DecodeHead
+from vanseg.models.heads.ham import HamDecodeHead
 from vanseg.models.layers.conv import ConvNormAct
-from vanseg.models.layers.matrix_decomposition import Hamburger
 
 __all__ = ["HamHead"]
 
 
-class HamHead(DecodeHead):
+class HamHead(HamDecodeHead):
     """HamNet head; returns logits at the stride of stage ``in_index`` (1/8 with OS8).
 
     Args:
         in_channels: Channels of every backbone stage.
         num_classes: Output classes.
         channels: Width of every conv in the head (512).
-        rank: NMF rank.
         in_index: Stage read (the last).
-        dropout: Dropout2d before the classifier.
-        train_steps, eval_steps, one_step_grad, eval_seed: see :class:`NMF2D`.
+        **ham_options: ``rank``, ``dropout`` and the NMF options of `HamDecodeHead`.
     """
 
     def __init__(
@@ -35,28 +33,14 @@ class HamHead(DecodeHead):
         in_channels: Sequence[int],
         num_classes: int,
         channels: int = 512,
-        rank: int = 64,
         in_index: int = 3,
-        dropout: float = 0.1,
-        train_steps: int = 6,
-        eval_steps: int = 7,
-        one_step_grad: bool = False,
-        eval_seed: int | None = None,
+        **ham_options: Any,
     ) -> None:
-        super().__init__(in_channels, num_classes, channels, in_index, dropout)
-        self.squeeze = ConvNormAct(self.in_channels, channels, 3, norm="gn")
-        self.hamburger = Hamburger(
-            channels,
-            rank=rank,
-            train_steps=train_steps,
-            eval_steps=eval_steps,
-            one_step_grad=one_step_grad,
-            eval_seed=eval_seed,
+        super().__init__(
+            in_channels, num_classes, channels, channels, in_index, kernel_size=3, **ham_options
         )
-        self.align = ConvNormAct(channels, channels, 3, norm="gn")
         self.conv_cat = ConvNormAct(self.in_channels + channels, channels, 3, norm="gn")
 
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
         x = self.select(feats)
-        out = self.align(self.hamburger(self.squeeze(x)))
-        return self.classify(self.conv_cat(torch.cat([x, out], dim=1)))
+        return self.classify(self.conv_cat(torch.cat([x, self.ham(x)], dim=1)))

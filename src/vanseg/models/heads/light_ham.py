@@ -7,17 +7,17 @@ applies a Hamburger (NMF) block and a 1x1 ``align`` conv, then classifies (docs/
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
-from vanseg.models.heads.base import DecodeHead, resize
-from vanseg.models.layers.conv import ConvNormAct
-from vanseg.models.layers.matrix_decomposition import Hamburger
+from vanseg.models.heads.base import resize
+from vanseg.models.heads.ham import HamDecodeHead
 
 __all__ = ["LightHamHead"]
 
 
-class LightHamHead(DecodeHead):
+class LightHamHead(HamDecodeHead):
     """Light-Ham head; returns (B, K, H/8, W/8) logits for default strides.
 
     Args:
@@ -26,10 +26,9 @@ class LightHamHead(DecodeHead):
         ham_channels: Width of the squeeze conv and the Hamburger (480 for VAN-Tiny, 512
             otherwise, 256 for Light-Ham-D256).
         channels: Width of ``align`` and of the classifier input (512; 256 for D256).
-        rank: NMF rank (64; 16 for D256).
         in_index: Stages read (2-4).
-        dropout: Dropout2d before the classifier.
-        train_steps, eval_steps, one_step_grad, eval_seed: see :class:`NMF2D`.
+        **ham_options: ``rank`` (64; 16 for D256), ``dropout`` and the NMF options of
+            `HamDecodeHead`.
     """
 
     def __init__(
@@ -38,28 +37,15 @@ class LightHamHead(DecodeHead):
         num_classes: int,
         ham_channels: int = 512,
         channels: int = 512,
-        rank: int = 64,
         in_index: Sequence[int] = (1, 2, 3),
-        dropout: float = 0.1,
-        train_steps: int = 6,
-        eval_steps: int = 7,
-        one_step_grad: bool = False,
-        eval_seed: int | None = None,
+        **ham_options: Any,
     ) -> None:
-        super().__init__(in_channels, num_classes, channels, list(in_index), dropout)
-        self.squeeze = ConvNormAct(sum(self.in_channels), ham_channels, 1, norm="gn")
-        self.hamburger = Hamburger(
-            ham_channels,
-            rank=rank,
-            train_steps=train_steps,
-            eval_steps=eval_steps,
-            one_step_grad=one_step_grad,
-            eval_seed=eval_seed,
+        super().__init__(
+            in_channels, num_classes, ham_channels, channels, list(in_index), 1, **ham_options
         )
-        self.align = ConvNormAct(ham_channels, channels, 1, norm="gn")
 
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
         inputs = self.select(feats)
         size = inputs[0].shape[2:]
         x = torch.cat([resize(level, size) for level in inputs], dim=1)  # (B, sum C, H/8, W/8)
-        return self.classify(self.align(self.hamburger(self.squeeze(x))))
+        return self.classify(self.ham(x))
