@@ -143,8 +143,11 @@ def test_console_scripts_and_tools(installed: tuple[Path, dict[str, str]], tmp_p
     bin_dir, env = installed
     help_text = _run([str(bin_dir / "vanseg-train"), "--help"], tmp_path, env)
     assert "== Configuration groups ==" in help_text
-    for group_option in ("backbone: van_base", "head: fpn", "experiment: demo"):
-        assert any(line.startswith(group_option) for line in help_text.splitlines()), group_option
+    groups: dict[str, set[str]] = {}  # "group: a, b, c" lines; the config dump follows them
+    for name, _, options in (line.partition(":") for line in help_text.splitlines()):
+        groups.setdefault(name.strip(), {o.strip() for o in options.split(",")})
+    for group, option in (("backbone", "van_base"), ("head", "fpn"), ("experiment", "demo")):
+        assert option in groups.get(group, set()), (group, option)
     for script in ("vanseg-eval", "vanseg-predict"):
         assert "== Configuration groups ==" in _run(
             [str(bin_dir / script), "--help"], tmp_path, env

@@ -29,6 +29,8 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 NOISE = (
     "💡 Tip: For seamless cloud",  # Lightning's litlogger advertisement
     "Deprecated setting 'anonymous'",  # wandb, for an argument Lightning passes
+    "Trainer already configured with model summary callbacks",  # ours replaces Lightning's
+    "`isinstance(treespec, LeafSpec)` is deprecated",  # Lightning's own use of torch's pytree
 )
 
 _LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning")
