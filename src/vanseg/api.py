@@ -74,7 +74,7 @@ def build_model(
 def compose_model_config(
     backbone: str = "van_tiny",
     head: str = "light_ham",
-    num_classes: int = 150,
+    num_classes: int | None = None,
     pretrained: str | None = None,
     overrides: Sequence[str] = (),
 ) -> dict[str, Any]:

@@ -227,15 +227,16 @@ class Segmenter:
         cls,
         backbone: str = "van_tiny",
         head: str = "light_ham",
-        num_classes: int = 150,
+        num_classes: int | None = None,
         pretrained: str | None = None,
         overrides: Sequence[str] = (),
         **options: Any,
     ) -> Segmenter:
         """A new model from the ``conf/`` groups (as `vanseg.build_model`), ready to call.
 
-        Its head is untrained (random masks unless you train or load weights); the metadata
-        are the ADE20K defaults for 150 classes, generated names and colours otherwise.
+        Its head is untrained (random masks unless you train or load weights). ``num_classes``
+        None keeps the data config's (ADE20K: 150, with its names and colours); other counts
+        get generated names and colours.
         ``options`` as in the constructor.
         """
         from vanseg.api import build_model_from_config, compose_model_config

@@ -12,6 +12,8 @@ import torch
 from pytorch_lightning.callbacks import RichModelSummary, RichProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 
+from vanseg.data.classes import IGNORE_INDEX
+
 __all__ = ["StepProgressBar", "LogValidationImages", "ModelSummary", "overlay_panel"]
 
 
@@ -126,7 +128,7 @@ def overlay_panel(
     label: np.ndarray,
     palette: np.ndarray,
     opacity: float = 0.5,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
 ) -> np.ndarray:
     """``[image | prediction overlay | label overlay]`` side by side, ``(H, 3W, 3)`` uint8.
 
@@ -212,7 +214,7 @@ class LogValidationImages(pl.Callback):
         import wandb
 
         labels = {i: n for i, n in enumerate(pl_module.class_names)}
-        labels[255] = "ignore"
+        labels[getattr(pl_module, "ignore_index", IGNORE_INDEX)] = "ignore"
         wb_image = wandb.Image(
             rgb,
             masks={

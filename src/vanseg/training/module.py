@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from vanseg.data.classes import IGNORE_INDEX
 from vanseg.errors import VansegError
 from vanseg.evaluation.inference import predict_probs_tensor
 from vanseg.evaluation.metrics import SegmentationMetrics
@@ -34,7 +35,10 @@ class NonFiniteLossError(VansegError, RuntimeError):
 
 
 def segmentation_loss(
-    logits: torch.Tensor, mask: torch.Tensor, ignore_index: int = 255, average: str = "all_pixels"
+    logits: torch.Tensor,
+    mask: torch.Tensor,
+    ignore_index: int = IGNORE_INDEX,
+    average: str = "all_pixels",
 ) -> torch.Tensor:
     """Cross-entropy of logits resized (bilinear) to the label size.
 
@@ -57,7 +61,7 @@ def loss_terms(
     model: Segmentor,
     images: torch.Tensor,
     mask: torch.Tensor,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     average: str = "all_pixels",
 ) -> dict[str, torch.Tensor]:
     """``{"decode": loss}`` plus ``"aux"`` when the model has an auxiliary head.
@@ -125,7 +129,7 @@ class SegmentationModule(pl.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler],
         num_classes: int,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_INDEX,
         aux_weight: float = 0.4,
         loss_average: str = "all_pixels",
         no_decay: str = "original",
