@@ -28,8 +28,8 @@ from torch import nn
 
 from vanseg.errors import VansegError
 from vanseg.evaluation.checkpoint import LoadedCheckpoint
-from vanseg.evaluation.report import write_atomic
 from vanseg.metadata import MetadataError, ModelMeta
+from vanseg.utils.atomic import write_atomic
 
 __all__ = [
     "CONFIG_NAME",

@@ -33,10 +33,10 @@ from torch import nn
 from vanseg.errors import VansegError
 from vanseg.evaluation.checkpoint import LoadedCheckpoint, load_checkpoint, resolve_inference
 from vanseg.evaluation.inference import InferenceProtocol, predict_probs, set_eval_seed
-from vanseg.evaluation.report import write_atomic
 from vanseg.evaluation.visualize import add_legend, blend, palette_array, present_classes
 from vanseg.evaluation.visualize import save_label as _save_label
 from vanseg.metadata import ModelMeta
+from vanseg.utils.atomic import write_atomic
 from vanseg.utils.distributed import resolve_device
 
 __all__ = ["ImageInput", "SegmentationResult", "Segmenter", "SegmenterError", "read_image"]

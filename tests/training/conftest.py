@@ -48,3 +48,19 @@ def fast_train_overrides(tiny_data_overrides: list[str], tmp_path: Path) -> list
         f"paths.output_dir={tmp_path}",
         f"paths.log_dir={tmp_path}/logs",
     ]
+
+
+@pytest.fixture
+def loss_nan_after_three_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The training loss turns NaN from the 4th call on (optimizer step 3)."""
+    from vanseg.training import module
+
+    real = module.segmentation_loss
+    calls = {"n": 0}
+
+    def loss_turning_nan(*args, **kwargs):
+        calls["n"] += 1
+        out = real(*args, **kwargs)
+        return out * float("nan") if calls["n"] > 3 else out
+
+    monkeypatch.setattr(module, "segmentation_loss", loss_turning_nan)

@@ -17,6 +17,7 @@ import torch
 
 from vanseg.tasks import TrainingDataError, train
 from vanseg.training.checkpointing import BestCheckpoint
+from vanseg.training.module import NonFiniteLossError
 from vanseg.training.run_dir import fresh_dir
 from vanseg.training.signals import AtomicCheckpointIO
 from vanseg.training.text_log import format_eta
@@ -222,20 +223,8 @@ def test_signal_saves_the_current_step_and_resumes_exactly(
     assert all(torch.equal(sa[i]["exp_avg"], sb[i]["exp_avg"]) for i in sa)
 
 
-def test_non_finite_loss_keeps_the_checkpoint_before_the_bad_step(
-    fast_train_overrides, monkeypatch, tmp_path
-):
-    from vanseg.training import module
-
-    real = module.segmentation_loss
-    calls = {"n": 0}
-
-    def loss_turning_nan(*args, **kwargs):
-        calls["n"] += 1
-        out = real(*args, **kwargs)
-        return out * float("nan") if calls["n"] > 3 else out
-
-    monkeypatch.setattr(module, "segmentation_loss", loss_turning_nan)
+@pytest.mark.usefixtures("loss_nan_after_three_steps")
+def test_non_finite_loss_keeps_the_checkpoint_before_the_bad_step(fast_train_overrides, tmp_path):
     # a checkpoint after every step: last.ckpt would hold the weights that gave the NaN
     overrides = [
         *fast_train_overrides,
@@ -243,7 +232,7 @@ def test_non_finite_loss_keeps_the_checkpoint_before_the_bad_step(
         "+trainer.limit_val_batches=0",  # checkpoints only: faster
         "~callbacks.best_checkpoint",
     ]
-    with pytest.raises(module.NonFiniteLossError, match="at step 3") as err:
+    with pytest.raises(NonFiniteLossError, match="at step 3") as err:
         train(compose_config(overrides))
     named = Path(str(err.value).rsplit("Last checkpoint: ", 1)[1])
     assert named.name == "step_000002.ckpt"

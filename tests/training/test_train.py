@@ -144,18 +144,10 @@ def test_device_and_data_errors(fast_train_overrides, tmp_path) -> None:
         )
 
 
-def test_non_finite_loss_stops_with_the_step(fast_train_overrides, monkeypatch, tmp_path):
+@pytest.mark.usefixtures("loss_nan_after_three_steps")
+def test_non_finite_loss_stops_with_the_step(fast_train_overrides, tmp_path):
     from vanseg.training import module
 
-    real = module.segmentation_loss
-    calls = {"n": 0}
-
-    def loss_turning_nan(*args, **kwargs):
-        calls["n"] += 1
-        out = real(*args, **kwargs)
-        return out * float("nan") if calls["n"] > 3 else out
-
-    monkeypatch.setattr(module, "segmentation_loss", loss_turning_nan)
     with pytest.raises(module.NonFiniteLossError, match="at step 3") as err:
         _run(fast_train_overrides)
     assert "Last checkpoint: " in str(err.value)  # the last good checkpoint is kept and named

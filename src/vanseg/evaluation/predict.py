@@ -34,9 +34,9 @@ from rich.progress import track
 from vanseg.errors import VansegError
 from vanseg.evaluation.checkpoint import FROM_CHECKPOINT
 from vanseg.evaluation.protocol import InferenceProtocol
-from vanseg.evaluation.report import write_atomic
 from vanseg.evaluation.visualize import blend, colorize, palette_array, save_label
 from vanseg.segmenter import Segmenter, SegmenterError
+from vanseg.utils.atomic import write_atomic
 
 __all__ = [
     "IMAGE_EXTENSIONS",

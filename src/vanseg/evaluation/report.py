@@ -10,7 +10,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from vanseg.errors import VansegError
 from vanseg.evaluation.confusion_plot import save_confusion_png
 from vanseg.evaluation.inference import InferenceProtocol
 from vanseg.evaluation.metrics import round_results
-from vanseg.utils.atomic import atomic_path
+from vanseg.utils.atomic import write_atomic
 
 __all__ = [
     "RESULT_FILES",
@@ -33,7 +33,6 @@ __all__ = [
     "per_class_rows",
     "print_results",
     "summary",
-    "write_atomic",
     "write_results",
 ]
 
@@ -68,15 +67,6 @@ def check_output(output: Path, overwrite: bool, files: tuple[str, ...] = RESULT_
             f"output folder {output} already holds results ({', '.join(existing)}); pass "
             "overwrite=true to replace them, or choose another output=<folder>"
         )
-
-
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` for a temporary file beside ``path``, then rename it to ``path``.
-
-    Callers check for existing outputs first (`check_output`), so the rename may replace.
-    """
-    with atomic_path(path, overwrite=True) as tmp:
-        write(tmp)
 
 
 def _nan_to_none(value: float) -> float | None:

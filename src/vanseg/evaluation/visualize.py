@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from vanseg.evaluation.report import write_atomic
+from vanseg.utils.atomic import write_atomic
 
 __all__ = [
     "add_legend",

@@ -38,11 +38,10 @@ from rich.table import Table
 from vanseg.api import build_model_from_config
 from vanseg.models.segmentor import Segmentor
 from vanseg.optimize import PRECISIONS, max_relative_difference, optimize
-from vanseg.tools._cli import split_overrides
 from vanseg.training.module import loss_terms
 from vanseg.training.optim import optimizer_options
 from vanseg.utils.atomic import atomic_write_text
-from vanseg.utils.cli import user_errors
+from vanseg.utils.cli import split_overrides, user_errors
 from vanseg.utils.config import NO_PRETRAINED, compose_config, model_config
 
 __all__ = ["compare", "inference_configs", "training_configs", "benchmark", "main"]

@@ -52,9 +52,8 @@ from torch import nn
 from vanseg.errors import VansegError
 from vanseg.evaluation.inference import IMAGENET_MEAN, IMAGENET_STD
 from vanseg.models.layers.matrix_decomposition import NMF2D
-from vanseg.tools._cli import split_overrides
 from vanseg.utils.atomic import atomic_path, check_destination
-from vanseg.utils.cli import user_errors
+from vanseg.utils.cli import split_overrides, user_errors
 
 __all__ = [
     "ExportError",

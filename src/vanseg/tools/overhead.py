@@ -23,10 +23,9 @@ from hydra.utils import instantiate
 from torch.utils.data import DataLoader, Dataset
 
 from vanseg.api import build_model_from_config
-from vanseg.tools._cli import split_overrides
 from vanseg.training.module import SegmentationModule, segmentation_loss
 from vanseg.training.optim import build_optimizer
-from vanseg.utils.cli import user_errors
+from vanseg.utils.cli import split_overrides, user_errors
 from vanseg.utils.config import NO_PRETRAINED, compose_config, model_config
 
 __all__ = ["plain_step_times", "lightning_step_times"]

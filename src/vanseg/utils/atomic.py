@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from vanseg.errors import VansegError
 
 __all__ = [
+    "write_atomic",
     "OutputExistsError",
     "atomic_path",
     "atomic_write_bytes",
@@ -119,3 +120,16 @@ def atomic_write_bytes(dst: str | Path, data: bytes, *, overwrite: bool = False)
 def atomic_write_text(dst: str | Path, text: str, *, overwrite: bool = False) -> Path:
     """Write ``text`` (UTF-8) to ``dst`` atomically; see :func:`atomic_path`."""
     return atomic_write_bytes(dst, text.encode("utf-8"), overwrite=overwrite)
+
+
+def write_atomic(
+    dst: str | Path, write: Callable[[Path], object], *, overwrite: bool = True
+) -> Path:
+    """Call ``write(tmp)`` for a temporary file beside ``dst``, then rename it to ``dst``.
+
+    For writers that take a path (PIL, ``np.save``, safetensors). ``overwrite`` defaults to True
+    because its callers refuse existing outputs up front (e.g. ``check_output``).
+    """
+    with atomic_path(dst, overwrite=overwrite) as tmp:
+        write(tmp)
+    return Path(dst)
