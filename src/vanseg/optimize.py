@@ -26,13 +26,20 @@ import copy
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vanseg.errors import VansegError
 from vanseg.models.backbones.van import Block, OverlapPatchEmbed, Stage
 from vanseg.models.heads.base import resize
+from vanseg.models.heads.light_ham import LightHamHead
 from vanseg.models.layers.conv import ConvNormAct
+from vanseg.models.layers.fast import (
+    FastLightHamHead,
+    NCHWConv,
+    PointwiseConv,
+    RecycledResize,
+    is_pointwise,
+)
 from vanseg.models.segmentor import Segmentor
 
 __all__ = [
@@ -153,41 +160,12 @@ class FastStage(nn.Module):
         return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
-class PointwiseConv(nn.Module):
-    """A dense 1x1 conv run as ``F.linear`` on the NHWC view when the input is channels_last.
-
-    oneDNN's 1x1 convolution is many times slower on CPU than the plain matmul it amounts to
-    (measured by ``vanseg.tools.benchmark``); other layouts fall back to ``F.conv2d``.
-    """
-
-    def __init__(self, conv: nn.Conv2d) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(conv.weight.detach().clone(), requires_grad=False)
-        bias = conv.bias.detach().clone() if conv.bias is not None else None
-        self.bias = nn.Parameter(bias, requires_grad=False) if bias is not None else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1:
-            weight = self.weight.flatten(1)  # (O, C)
-            return F.linear(x.permute(0, 2, 3, 1), weight, self.bias).permute(0, 3, 1, 2)
-        return F.conv2d(x, self.weight, self.bias)
-
-
-def _is_pointwise(conv: nn.Module) -> bool:
-    return (
-        type(conv) is nn.Conv2d
-        and conv.kernel_size == (1, 1)
-        and conv.stride == (1, 1)
-        and conv.padding == (0, 0)
-        and conv.groups == 1
-    )
-
-
 def _fold_conv_norm_act(module: ConvNormAct) -> nn.Module:
     bn = getattr(module, "bn", None)
     if bn is None:
         return module
-    layers: list[nn.Module] = [fold_batchnorm(module.conv, bn)]
+    conv = fold_batchnorm(module.conv, bn)
+    layers: list[nn.Module] = [NCHWConv(conv) if conv.kernel_size != (1, 1) else conv]
     if hasattr(module, "activate"):
         layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
@@ -197,11 +175,17 @@ def _replace_children(module: nn.Module) -> None:
     for name, child in module.named_children():
         if isinstance(child, Stage):
             setattr(module, name, FastStage(child))
+        elif isinstance(child, LightHamHead):
+            setattr(module, name, FastLightHamHead(child))
+            _replace_children(getattr(module, name))
         elif isinstance(child, ConvNormAct):
             setattr(module, name, _fold_conv_norm_act(child))
             _replace_children(getattr(module, name))
-        elif _is_pointwise(child):
+        elif is_pointwise(child):
             setattr(module, name, PointwiseConv(child))
+        elif isinstance(child, nn.Conv2d) and child.groups == 1 and child.kernel_size != (1, 1):
+            if not isinstance(module, (FastStage, NCHWConv)):  # head convs; not patch embeds
+                setattr(module, name, NCHWConv(child))
         else:
             _replace_children(child)
 
@@ -220,14 +204,8 @@ def fold_model(model: Segmentor) -> Segmentor:
     return folded
 
 
-class FastSegmentor(nn.Module):
-    """Runs a folded segmentor in channels_last under autocast; float32 logits at input size.
-
-    Args:
-        model: A folded segmentor (:func:`fold_model`).
-        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast dtype; NMF stays float32).
-        channels_last: Convert weights and inputs to NHWC.
-    """
+class LowResLogits(nn.Module):
+    """A folded segmentor's network under autocast: images -> float32 logits at 1/4 or 1/8."""
 
     def __init__(self, model: Segmentor, precision: Precision, channels_last: bool) -> None:
         super().__init__()
@@ -237,23 +215,52 @@ class FastSegmentor(nn.Module):
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
 
-    @property
-    def num_classes(self) -> int:
-        return self.model.num_classes
-
-    def extra_repr(self) -> str:
-        return f"precision={self.precision}, channels_last={self.channels_last}"
-
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) float -> float32 logits (B, K, H, W)."""
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         dtype = PRECISIONS[self.precision]
         with torch.autocast(images.device.type, dtype=dtype, enabled=dtype is not None):
             logits = self.model.decode_head(self.model.extract(images))
-        # Resizing in the autocast dtype would only round further; the 1/8 (1/4) logits are
-        # small, so convert first and resize in float32 (in the NHWC layout when chosen).
-        return resize(logits.float(), images.shape[2:])
+        # Resizing in the autocast dtype would only round further; the low-resolution logits
+        # are small, so convert first and resize in float32 (in the NHWC layout when chosen).
+        if self.channels_last:
+            logits = logits.contiguous(memory_format=torch.channels_last)
+        return logits.float()
+
+
+class FastSegmentor(nn.Module):
+    """Runs a folded segmentor in channels_last under autocast; float32 logits at input size.
+
+    Args:
+        model: A folded segmentor (:func:`fold_model`).
+        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast dtype; NMF stays float32).
+        channels_last: Convert weights and inputs to NHWC.
+        compile: ``torch.compile`` the network (the final resize stays eager: it writes into
+            a recycled buffer, :class:`RecycledResize`).
+    """
+
+    def __init__(
+        self, model: Segmentor, precision: Precision, channels_last: bool, compile: bool = False
+    ) -> None:
+        super().__init__()
+        self.network: nn.Module = LowResLogits(model, precision, channels_last)
+        self.precision = precision
+        self.channels_last = channels_last
+        self.compiled = compile
+        self.num_classes: int = model.num_classes
+        if compile:
+            self.network = torch.compile(self.network)
+        self.resize = RecycledResize()
+
+    def extra_repr(self) -> str:
+        return (
+            f"precision={self.precision}, channels_last={self.channels_last}, "
+            f"compiled={self.compiled}"
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) float -> float32 logits (B, K, H, W)."""
+        return self.resize(self.network(images), images.shape[2:])
 
 
 def _check_device(model: nn.Module, precision: str) -> None:
@@ -298,10 +305,7 @@ def optimize(
             "one with vanseg.build_model / vanseg.load_model"
         )
     _check_device(model, precision)
-    fast: nn.Module = FastSegmentor(fold_model(model), precision, channels_last).eval()
-    if compile:
-        fast = torch.compile(fast)
-    return fast
+    return FastSegmentor(fold_model(model), precision, channels_last, compile).eval()
 
 
 class AutocastSegmentor(nn.Module):

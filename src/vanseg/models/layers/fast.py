@@ -1,0 +1,160 @@
+"""Inference-only layers of the fast path (:func:`vanseg.optimize`); none of them trains.
+
+* :class:`PointwiseConv`: a dense 1x1 conv as a matrix product in either memory layout.
+* :class:`NCHWConv`: a dense k x k conv run on an NCHW-contiguous input (on CPU, oneDNN's
+  dense 3x3 convolutions are slower in channels_last; measured by ``vanseg.tools.benchmark``).
+* :class:`FastLightHamHead`: Light-Ham with its squeeze conv applied per stage *before* the
+  resize (a 1x1 conv and a bilinear resize are both linear and commute), which saves most of
+  the squeeze's multiplications.
+* :class:`RecycledResize`: the final logits resize written into a buffer that is reused once
+  the caller has dropped every reference to the previous result.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["FastLightHamHead", "NCHWConv", "PointwiseConv", "RecycledResize", "is_pointwise"]
+
+
+def is_pointwise(conv: nn.Module) -> bool:
+    """True for a plain dense 1x1 ``nn.Conv2d`` with stride 1 and no padding."""
+    return (
+        type(conv) is nn.Conv2d
+        and conv.kernel_size == (1, 1)
+        and conv.stride == (1, 1)
+        and conv.padding == (0, 0)
+        and conv.groups == 1
+    )
+
+
+def _frozen(t: torch.Tensor | None) -> nn.Parameter | None:
+    return None if t is None else nn.Parameter(t.detach().clone(), requires_grad=False)
+
+
+class PointwiseConv(nn.Module):
+    """A dense 1x1 conv computed as a matrix product.
+
+    channels_last input: ``F.linear`` on the (B, H, W, C) view; NCHW input: ``W @ x`` on the
+    (B, C, H*W) view. oneDNN's 1x1 convolution runs well below the matrix-product rate on CPU.
+    """
+
+    def __init__(self, conv: nn.Conv2d | None = None, weight: torch.Tensor | None = None) -> None:
+        super().__init__()
+        if conv is not None:
+            weight = conv.weight
+        if weight is None:
+            raise ValueError("PointwiseConv needs a conv or a (O, C, 1, 1) weight")
+        self.weight = _frozen(weight)
+        self.bias = _frozen(conv.bias if conv is not None else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight.flatten(1)  # (O, C)
+        if x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1:
+            return F.linear(x.permute(0, 2, 3, 1), weight, self.bias).permute(0, 3, 1, 2)
+        b, _, h, w = x.shape
+        out = torch.matmul(weight.to(x.dtype), x.flatten(2))  # (B, O, H*W)
+        if self.bias is not None:
+            out = out + self.bias.to(out.dtype).view(1, -1, 1)
+        return out.view(b, -1, h, w)
+
+
+class NCHWConv(nn.Module):
+    """A conv that always runs on an NCHW-contiguous input (and returns NCHW)."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x.contiguous())
+
+
+class FastLightHamHead(nn.Module):
+    """Light-Ham computing ``squeeze(cat(resize(x_i)))`` as ``sum_i resize(W_i x_i)``.
+
+    The squeeze conv has no bias (GroupNorm follows), so splitting its weight by input stage
+    and resizing each stage's product is the same linear map up to float rounding, at 1/16
+    and 1/32 resolution instead of 1/8 for the deeper stages.
+    """
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        conv = head.squeeze.conv
+        if conv.kernel_size != (1, 1) or conv.bias is not None:
+            raise ValueError(f"FastLightHamHead needs a bias-free 1x1 squeeze conv, got {conv}")
+        self.in_index = list(head.in_index)
+        widths = list(head.in_channels)
+        self.squeeze_parts = nn.ModuleList(
+            PointwiseConv(weight=w) for w in conv.weight.split(widths, dim=1)
+        )
+        self.squeeze_norm = head.squeeze.gn
+        self.hamburger = head.hamburger
+        self.align = head.align
+        self.conv_seg = head.conv_seg
+        self.num_classes = head.num_classes
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        inputs = [feats[i] for i in self.in_index]
+        size = inputs[0].shape[2:]
+        x = self.squeeze_parts[0](inputs[0])
+        for part, level in zip(self.squeeze_parts[1:], inputs[1:], strict=True):
+            y = part(level)
+            x = x + F.interpolate(y, size=tuple(size), mode="bilinear", align_corners=False)
+        x = F.relu(self.squeeze_norm(x), inplace=True)
+        return self.conv_seg(self.align(self.hamburger(x)))
+
+
+class RecycledResize(nn.Module):
+    """Bilinear resize (``align_corners=False``) into a buffer reused across calls.
+
+    A fresh output of the final resize (e.g. 150 x 512 x 512 floats, 157 MB) is a new
+    memory mapping on every call, and touching its pages for the first time costs as much as
+    the resize. This module keeps the last output's storage and writes the next result into it
+    only when nothing else refers to that storage any more (the caller has dropped the
+    previous result and every view of it); otherwise it allocates a new buffer. Results are
+    therefore never overwritten while in use.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._buffer: torch.Tensor | None = None
+        self._baseline = 0
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _use_count(t: torch.Tensor) -> int:
+        return torch._C._storage_Use_Count(t.untyped_storage()._cdata)
+
+    def _take(self, like: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        buf = self._buffer
+        reusable = (
+            buf is not None
+            and buf.shape == shape
+            and buf.dtype == like.dtype
+            and buf.device == like.device
+            and self._use_count(buf) == self._baseline
+        )
+        if not reusable:
+            layout = (
+                torch.channels_last
+                if like.is_contiguous(memory_format=torch.channels_last)
+                else torch.contiguous_format
+            )
+            buf = torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=layout)
+            self._buffer = buf
+            self._baseline = self._use_count(buf)
+        return buf
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        size = (int(size[0]), int(size[1]))
+        if x.requires_grad and torch.is_grad_enabled():  # out= cannot record autograd
+            return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        with self._lock:
+            out = self._take(x, (x.shape[0], x.shape[1], *size))
+            torch._C._nn.upsample_bilinear2d(x, list(size), False, out=out)
+            return out.detach()  # a new tensor on the same storage: it counts as a user
