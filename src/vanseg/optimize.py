@@ -34,11 +34,15 @@ from vanseg.models.heads.base import resize
 from vanseg.models.heads.light_ham import LightHamHead
 from vanseg.models.layers.conv import ConvNormAct
 from vanseg.models.layers.fast import (
+    CastCache,
     FastLightHamHead,
     NCHWConv,
     PointwiseConv,
     RecycledResize,
+    depthwise_gelu,
     is_pointwise,
+    linear_nhwc,
+    onednn_fusion_available,
 )
 from vanseg.models.segmentor import Segmentor
 
@@ -136,10 +140,56 @@ class FoldedBlock(nn.Module):
         self.dwconv = copy.deepcopy(mlp.dwconv.dwconv)
         self.fc2 = _scale_output(mlp.fc2, ls2, torch.zeros_like(ls2))
 
+        self._cast = CastCache()
+        #: Use the oneDNN-fused CPU path (set by :func:`optimize`; off for export graphs).
+        self.fused = False
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (
+            self.fused
+            and not torch.compiler.is_compiling()  # inductor fuses by itself
+            and x.device.type == "cpu"
+            and x.dtype in (torch.float32, torch.bfloat16)
+            and x.is_contiguous(memory_format=torch.channels_last)
+            and onednn_fusion_available()
+        ):
+            return self._forward_fused(x)
         attn = self.proj_2(self.lka(self.act(self.proj_1(x))))
         x = torch.addcmul(attn, x, self.residual_scale)
         return x + self.fc2(self.act(self.dwconv(self.fc1(x))))
+
+    def _forward_fused(self, x: torch.Tensor) -> torch.Tensor:
+        """The same block on CPU in NHWC with GELU, gating and residual fused into oneDNN."""
+        dtype, w = x.dtype, self._cast
+        lka = self.lka
+        xt = x.permute(0, 2, 3, 1)  # (B, H, W, C), contiguous
+        u = linear_nhwc(
+            xt, w(self.proj_1.weight, dtype).flatten(1), w(self.proj_1.bias, dtype), "gelu"
+        )
+        a = lka.conv_spatial(lka.conv0(u.permute(0, 3, 1, 2)))
+        conv1 = lka.conv1
+        gated = linear_nhwc(
+            a.permute(0, 2, 3, 1),
+            w(conv1.weight, dtype).flatten(1),
+            w(conv1.bias, dtype),
+            binary="mul",
+            other=u,
+        )
+        attn = linear_nhwc(
+            gated, w(self.proj_2.weight, dtype).flatten(1), w(self.proj_2.bias, dtype)
+        )
+        xt = attn.addcmul_(xt, w(self.residual_scale, dtype).view(-1))
+        h = linear_nhwc(xt, w(self.fc1.weight, dtype).flatten(1), w(self.fc1.bias, dtype))
+        dw = self.dwconv
+        h = depthwise_gelu(h.permute(0, 3, 1, 2), dw, w(dw.weight, dtype), w(dw.bias, dtype))
+        out = linear_nhwc(
+            h.permute(0, 2, 3, 1),
+            w(self.fc2.weight, dtype).flatten(1),
+            w(self.fc2.bias, dtype),
+            binary="add",
+            other=xt,
+        )
+        return out.permute(0, 3, 1, 2)
 
 
 class FastStage(nn.Module):
@@ -214,6 +264,9 @@ class LowResLogits(nn.Module):
         self.channels_last = channels_last
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
+            for block in self.model.modules():
+                if isinstance(block, FoldedBlock):
+                    block.fused = True
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.channels_last:

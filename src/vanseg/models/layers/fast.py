@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import torch
@@ -158,3 +159,72 @@ class RecycledResize(nn.Module):
             out = self._take(x, (x.shape[0], x.shape[1], *size))
             torch._C._nn.upsample_bilinear2d(x, list(size), False, out=out)
             return out.detach()  # a new tensor on the same storage: it counts as a user
+
+
+@functools.cache
+def onednn_fusion_available() -> bool:
+    """Whether the oneDNN fused conv/linear + pointwise ops (those inductor uses) run here."""
+    try:
+        x = torch.ones(1, 2, 2, 4)
+        torch.ops.mkldnn._linear_pointwise(x, torch.ones(4, 4), None, "gelu", [], "none")
+        x4 = x.permute(0, 3, 1, 2)
+        w = torch.ones(4, 1, 3, 3)
+        torch.ops.mkldnn._convolution_pointwise(
+            x4, w, None, [1, 1], [1, 1], [1, 1], 4, "gelu", [], "none"
+        )
+    except (AttributeError, RuntimeError):
+        return False
+    return True
+
+
+class CastCache:
+    """Frozen weights cast once per dtype (the fused oneDNN ops do not autocast).
+
+    Call it with parameters and buffers only (persistent tensors): the key is the tensor's
+    identity, storage address and the target dtype.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[int, int, torch.dtype], torch.Tensor] = {}
+
+    def __call__(self, t: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+        if t is None or t.dtype == dtype:
+            return t
+        key = (id(t), t.data_ptr(), dtype)
+        if key not in self._cache:
+            self._cache[key] = t.detach().to(dtype)
+        return self._cache[key]
+
+
+def linear_nhwc(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    unary: str = "none",
+    binary: str | None = None,
+    other: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """oneDNN ``linear`` on a (..., C) tensor with a fused ``unary`` or ``binary`` epilogue.
+
+    ``unary="gelu"`` gives ``gelu(x W^T + b)`` (exact erf GELU); ``binary="add"|"mul"`` gives
+    ``(x W^T + b) op other``.
+    """
+    if binary is not None:
+        return torch.ops.mkldnn._linear_pointwise.binary(x, other, weight, bias, binary)
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, unary, [], "none")
+
+
+def depthwise_gelu(x: torch.Tensor, conv: nn.Conv2d, weight: torch.Tensor, bias) -> torch.Tensor:
+    """``gelu(conv(x))`` for a depthwise conv, fused in oneDNN (channels_last in and out)."""
+    return torch.ops.mkldnn._convolution_pointwise(
+        x,
+        weight,
+        bias,
+        list(conv.padding),
+        list(conv.stride),
+        list(conv.dilation),
+        conv.groups,
+        "gelu",
+        [],
+        "none",
+    )
