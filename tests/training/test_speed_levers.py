@@ -48,3 +48,19 @@ def test_channels_last_training_runs(fast_train_overrides) -> None:
     overrides = [*fast_train_overrides, "module.channels_last=true", "trainer.max_steps=2"]
     result = train(compose_config(overrides))
     assert result["steps"] == 2
+
+
+def test_loss_of_channels_last_logits_is_the_nchw_loss() -> None:
+    """Cross-entropy by its definition on the resized logits, for either layout."""
+    from vanseg.training.module import segmentation_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 6, 7)
+    mask = torch.randint(0, 5, (2, 24, 28))
+    mask[0, :3] = 255
+    up = nn.functional.interpolate(logits, size=(24, 28), mode="bilinear", align_corners=False)
+    nll = -up.log_softmax(1).gather(1, mask.clamp(max=4)[:, None])[:, 0]
+    expected = torch.where(mask == 255, 0.0, nll).sum() / mask.numel()
+    for layout in (torch.contiguous_format, torch.channels_last):
+        loss = segmentation_loss(logits.contiguous(memory_format=layout), mask)
+        torch.testing.assert_close(loss, expected, rtol=1e-6, atol=1e-6)

@@ -50,7 +50,9 @@ def segmentation_loss(
     """
     if average not in LOSS_AVERAGES:
         raise ValueError(f"loss average must be one of {LOSS_AVERAGES}, got {average!r}")
-    logits = resize(logits, mask.shape[-2:]).float()
+    # NCHW before the resize: cross-entropy over channels of a channels_last map would copy
+    # the full-size logits to NCHW (cheap here at 1/4 or 1/8 size; a no-op for NCHW).
+    logits = resize(logits.contiguous(), mask.shape[-2:]).float()
     losses = F.cross_entropy(logits, mask, ignore_index=ignore_index, reduction="none")
     if average == "all_pixels":
         return losses.mean()

@@ -1,0 +1,111 @@
+"""Inference layers of the fast path: each equals the plain computation it replaces."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vanseg.models import LightHamHead
+from vanseg.models.backbones.van import Block
+from vanseg.models.layers.fast import (
+    FastLightHamHead,
+    PointwiseConv,
+    RecycledResize,
+    onednn_fusion_available,
+)
+from vanseg.optimize import FoldedBlock, _replace_children, max_relative_difference
+
+
+def _bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def test_recycled_resize_never_overwrites_a_result_in_use() -> None:
+    resize = RecycledResize()
+    a, b = torch.randn(1, 3, 4, 5), torch.randn(1, 3, 4, 5)
+    first = resize(a, (9, 11))
+    kept = first.clone()
+    second = resize(b, (9, 11))  # `first` is still held: a new buffer
+    assert torch.equal(first, kept)
+    assert first.data_ptr() != second.data_ptr()
+    torch.testing.assert_close(second, _bilinear(b, (9, 11)), rtol=0, atol=0)
+
+    view = second[0, 1]  # a view keeps the storage in use
+    del second
+    third = resize(a, (9, 11))
+    assert third.data_ptr() != view.data_ptr()
+    torch.testing.assert_close(third, _bilinear(a, (9, 11)), rtol=0, atol=0)
+
+    address = third.data_ptr()
+    del third, view, first
+    gc.collect()
+    fourth = resize(b, (9, 11))  # nothing refers to the last buffer: it is reused
+    assert fourth.data_ptr() == address
+    torch.testing.assert_close(fourth, _bilinear(b, (9, 11)), rtol=0, atol=0)
+
+
+def test_recycled_resize_keeps_autograd_working() -> None:
+    x = torch.randn(1, 2, 3, 3, requires_grad=True)
+    RecycledResize()(x, (6, 6)).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_pointwise_conv_is_the_1x1_conv(channels_last: bool) -> None:
+    conv = nn.Conv2d(8, 5, 1)
+    x = torch.randn(2, 8, 6, 7)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        torch.testing.assert_close(PointwiseConv(conv)(x), conv(x), rtol=1e-5, atol=1e-6)
+
+
+def test_light_ham_squeeze_before_resize_is_the_same_map() -> None:
+    torch.manual_seed(0)
+    head = LightHamHead([8, 16, 32, 64], num_classes=5, ham_channels=32, channels=32, rank=4)
+    head.hamburger.ham.eval_seed = 0
+    head.eval()
+    # stage sizes of a 1/8, 1/16, 1/32 pyramid of an odd-sized image
+    feats = [
+        torch.randn(1, c, s, t)
+        for c, (s, t) in zip([8, 16, 32, 64], [(26, 19), (13, 10), (7, 5), (4, 3)], strict=True)
+    ]
+    with torch.inference_mode():
+        plain = head(feats)
+        fast = FastLightHamHead(head)(feats)
+    assert fast.shape == plain.shape == (1, 5, 13, 10)
+    assert max_relative_difference(plain, fast) <= 1e-5
+
+
+@pytest.mark.skipif(not onednn_fusion_available(), reason="no oneDNN fused ops in this build")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_block_equals_the_block(dtype: torch.dtype) -> None:
+    torch.manual_seed(0)
+    block = Block(16, mlp_ratio=4)
+    with torch.no_grad():
+        for bn in (block.norm1, block.norm2):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 1.5)
+        block.layer_scale_1.uniform_(0.1, 0.5)
+        block.layer_scale_2.uniform_(0.1, 0.5)
+    block.eval()
+    folded = nn.Sequential(FoldedBlock(block))
+    _replace_children(folded[0])
+    folded = folded.to(memory_format=torch.channels_last)
+    x = torch.randn(2, 16, 11, 9).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        expected = block(x)
+        x = x.to(dtype)  # under autocast a block's input comes from a bf16 conv
+        folded[0].fused = False
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+            unfused = folded(x)
+            folded[0].fused = True
+            fused = folded(x)
+    # (the fused bf16 path keeps the residual stream in bf16; the unfused one promotes it)
+    tolerance = 1e-5 if dtype == torch.float32 else 2e-2
+    assert max_relative_difference(expected, fused) <= tolerance
+    assert max_relative_difference(unfused, fused) <= tolerance
