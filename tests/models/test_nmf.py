@@ -114,3 +114,13 @@ def test_runs_in_float32_under_autocast(dtype: torch.dtype) -> None:
     expected = nmf(x.float()).to(dtype)
     assert out.dtype == dtype
     assert torch.equal(out, expected)
+
+
+def test_channels_last_input_gives_the_same_reconstruction_in_that_layout() -> None:
+    nmf = NMF2D(rank=4, eval_seed=0).eval()
+    x = torch.rand(2, 16, 5, 7)
+    with torch.no_grad():
+        plain = nmf(x)
+        nhwc = nmf(x.contiguous(memory_format=torch.channels_last))
+    assert nhwc.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(nhwc, plain, rtol=1e-5, atol=1e-6)

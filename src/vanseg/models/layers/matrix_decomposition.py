@@ -88,6 +88,11 @@ class NMF2D(nn.Module):
                     coef = self._update_coef(feats, bases, coef)
                     bases = self._update_bases(feats, bases, coef)
             coef = self._update_coef(feats, bases, coef)  # (B, N, R)
+            if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+                # The same products as (B, N, D): a channels_last result for a channels_last
+                # input, so the layout is kept downstream (no strided mixed-layout ops).
+                recon = torch.bmm(coef, bases.transpose(1, 2))
+                return recon.view(b, h, w, c).permute(0, 3, 1, 2).to(x.dtype)
             recon = torch.bmm(bases, coef.transpose(1, 2))  # (B, D, N)
         return recon.view(b, c, h, w).to(x.dtype)
 
