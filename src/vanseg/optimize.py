@@ -37,6 +37,7 @@ from vanseg.models.layers.fast import (
     CastCache,
     FastLightHamHead,
     NCHWConv,
+    PhaseDilatedConv,
     PointwiseConv,
     RecycledResize,
     depthwise_gelu,
@@ -267,6 +268,10 @@ class LowResLogits(nn.Module):
             for block in self.model.modules():
                 if isinstance(block, FoldedBlock):
                     block.fused = True
+                    lka = block.lka
+                    lka.conv_spatial = PhaseDilatedConv(lka.conv_spatial).to(
+                        memory_format=torch.channels_last
+                    )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.channels_last:

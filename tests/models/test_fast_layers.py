@@ -13,6 +13,7 @@ from vanseg.models import LightHamHead
 from vanseg.models.backbones.van import Block
 from vanseg.models.layers.fast import (
     FastLightHamHead,
+    PhaseDilatedConv,
     PointwiseConv,
     RecycledResize,
     onednn_fusion_available,
@@ -109,3 +110,19 @@ def test_fused_block_equals_the_block(dtype: torch.dtype) -> None:
     tolerance = 1e-5 if dtype == torch.float32 else 2e-2
     assert max_relative_difference(expected, fused) <= tolerance
     assert max_relative_difference(unfused, fused) <= tolerance
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 5), (9, 9), (13, 17), (30, 31)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_phase_dilated_conv_is_the_dilated_conv(size: tuple[int, int], channels_last: bool) -> None:
+    conv = nn.Conv2d(6, 6, 7, padding=9, dilation=3, groups=6).double()
+    x = torch.randn(2, 6, *size, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        torch.testing.assert_close(PhaseDilatedConv(conv)(x), conv(x), rtol=1e-12, atol=1e-12)
+
+
+def test_phase_dilated_conv_refuses_other_convs() -> None:
+    with pytest.raises(ValueError, match="dilated depthwise"):
+        PhaseDilatedConv(nn.Conv2d(6, 6, 7, padding=3, dilation=3, groups=6))
