@@ -1,0 +1,300 @@
+"""Winograd 3x3 convolution for inference (Lavin & Gray, arXiv:1509.09308).
+
+``WinogradConv2d(conv)`` computes ``F.conv2d(x, conv.weight, conv.bias, padding=1)`` for a dense
+3x3, stride-1 convolution with fewer multiplications. The output is cut into ``m x m`` tiles
+(F(m x m, 3x3), ``m`` = 4 or 2), each read from an ``a x a`` input tile (``a = m + 2``):
+
+    Y = A^T [ (G g G^T) * (B^T d B) ] A        (* is the product at each of the a*a positions)
+
+The filters ``G g G^T`` are transformed once (float64) at construction. At run time each group
+of tile rows is gathered, transformed by one small GEMM with ``kron(B^T, B^T)``, multiplied
+with the filters in ONE batched matmul over the ``a*a`` positions (``(a*a, T, C) @ (a*a, C,
+O)``) and transformed back by one GEMM with ``kron(A^T, A^T)``. F(4x4) needs 36 products per
+4x4 outputs instead of 144 (4x fewer MACs), F(2x2) 16 per 2x2 instead of 36 (2.25x).
+
+Tile rows are processed in chunks whose temporaries stay under ``workspace_bytes`` (32 MiB by
+default): glibc serves larger requests with a fresh ``mmap`` on every call, and page-faulting
+that memory costs as much as the arithmetic, while smaller blocks are reused from the heap.
+
+Under ``torch.autocast`` the transforms stay in float32 and only the batched matmul runs in the
+autocast dtype (its operands are rounded to it, accumulation is float32 as in oneDNN's conv);
+the result has the autocast dtype, as ``F.conv2d`` under autocast would. This is inference
+only: the module has no trainable parameters and does not support backward through the filter.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import torch
+from torch import nn
+
+__all__ = ["TILE_SIZES", "WinogradConv2d", "winograd_matrices"]
+
+#: Output tile sizes ``m`` with their F(m x m, 3x3) matrices (B^T, G, A^T).
+TILE_SIZES = (2, 4)
+
+_MIB = 1 << 20
+
+
+def winograd_matrices(
+    tile: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(B^T, G, A^T)`` of F(tile x tile, 3x3) in float64: (a, a), (a, 3), (tile, a).
+
+    Interpolation points 0, 1, -1 (and 2, -2 for tile 4) plus infinity, as in Lavin & Gray.
+    """
+    if tile == 2:
+        bt = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
+        g = [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]
+        at = [[1, 1, 1, 0], [0, 1, -1, -1]]
+    elif tile == 4:
+        bt = [
+            [4, 0, -5, 0, 1, 0],
+            [0, -4, -4, 1, 1, 0],
+            [0, 4, -4, -1, 1, 0],
+            [0, -2, -1, 2, 1, 0],
+            [0, 2, -1, -2, 1, 0],
+            [0, 4, 0, -5, 0, 1],
+        ]
+        g = [
+            [1 / 4, 0, 0],
+            [-1 / 6, -1 / 6, -1 / 6],
+            [-1 / 6, 1 / 6, -1 / 6],
+            [1 / 24, 1 / 12, 1 / 6],
+            [1 / 24, -1 / 12, 1 / 6],
+            [0, 0, 1],
+        ]
+        at = [
+            [1, 1, 1, 1, 1, 0],
+            [0, 1, -1, 2, -2, 0],
+            [0, 1, 1, 4, 4, 0],
+            [0, 1, -1, 8, -8, 1],
+        ]
+    else:
+        raise ValueError(f"Winograd tile must be one of {TILE_SIZES}, got {tile}")
+    return (torch.tensor(m, dtype=torch.float64) for m in (bt, g, at))  # type: ignore[return-value]
+
+
+def _check_conv(conv: nn.Module, name: str) -> None:
+    problems = []
+    if not isinstance(conv, nn.Conv2d):
+        problems.append(f"type {type(conv).__name__} (need nn.Conv2d)")
+    else:
+        wanted = {
+            "kernel_size": (3, 3),
+            "stride": (1, 1),
+            "padding": (1, 1),
+            "dilation": (1, 1),
+            "groups": 1,
+        }
+        for attr, value in wanted.items():
+            if getattr(conv, attr) != value:
+                problems.append(f"{attr}={getattr(conv, attr)} (need {value})")
+        if conv.padding_mode != "zeros":
+            problems.append(f"padding_mode={conv.padding_mode!r} (need 'zeros')")
+    if problems:
+        raise ValueError(
+            f"WinogradConv2d needs a dense 3x3 conv with stride 1, padding 1, dilation 1, "
+            f"groups 1; {name} {conv} has {', '.join(problems)}. Keep it as it is."
+        )
+
+
+class WinogradConv2d(nn.Module):
+    """A frozen 3x3 / stride 1 / padding 1 convolution computed with Winograd F(m x m, 3x3).
+
+    Args:
+        conv: The ``nn.Conv2d`` to replace (kernel 3x3, stride 1, padding 1, dilation 1,
+            groups 1, zero padding; bias optional). It is not modified.
+        tile: Output tile size ``m`` in float32: 4 (4x fewer MACs) or 2 (2.25x fewer).
+        autocast_tile: Tile size under autocast (bf16/fp16 matmul). CPU matmuls round their
+            products to bf16 before the output transform, whose coefficients (up to 8 per
+            axis for F(4x4)) amplify that rounding to ~10% of the output; F(2x2) stays within
+            about twice the error of ``F.conv2d`` under autocast. Its filters are kept too
+            when it differs from ``tile``.
+        workspace_bytes: Budget of one chunk of tile rows (gathered and transformed input,
+            products, output tiles), taken from a buffer shared by all instances in a thread.
+        name: How errors name the conv (e.g. its attribute path in the model).
+
+    Input (N, C, H, W) in any memory format, float32 (or any float dtype, computed in float32);
+    output (N, O, H, W), NCHW-contiguous, float32 or the autocast dtype under autocast.
+    """
+
+    def __init__(
+        self,
+        conv: nn.Conv2d,
+        tile: int = 4,
+        autocast_tile: int = 2,
+        workspace_bytes: int = 128 * _MIB,
+        name: str = "conv",
+    ) -> None:
+        super().__init__()
+        _check_conv(conv, name)
+        self.tile = tile
+        self.autocast_tile = autocast_tile
+        self.in_channels = conv.in_channels
+        self.out_channels = conv.out_channels
+        self.workspace_bytes = workspace_bytes
+        device = conv.weight.device
+        weight = conv.weight.detach().to("cpu", torch.float64)
+        for m in sorted({tile, autocast_tile}):
+            bt, g, at = winograd_matrices(m)
+            a = m + 2
+            # U[i, j, o, c] = (G g[o, c] G^T)[i, j]  ->  (a*a, O, C)
+            u = torch.einsum("ik,ockl,jl->ijoc", g, weight, g).reshape(a * a, *weight.shape[:2])
+            self.register_buffer(f"filters_{m}", u.float().to(device))
+            self.register_buffer(f"input_transform_{m}", torch.kron(bt, bt).float().to(device))
+            self.register_buffer(f"output_transform_{m}", torch.kron(at, at).float().to(device))
+        bias = conv.bias.detach().float().clone() if conv.bias is not None else None
+        self.register_buffer("bias", bias)
+        self._cast: tuple[torch.Tensor, torch.dtype, torch.Tensor] | None = None
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, tile={self.tile}, "
+            f"autocast_tile={self.autocast_tile}"
+        )
+
+    def _filters(self, tile: int, dtype: torch.dtype) -> torch.Tensor:
+        """The transformed filters in ``dtype``, cast once and cached (until replaced)."""
+        filters = getattr(self, f"filters_{tile}")
+        if dtype == filters.dtype:
+            return filters
+        cached = self._cast
+        if cached is None or cached[0] is not filters or cached[1] != dtype:
+            cached = (filters, dtype, filters.to(dtype))
+            self._cast = cached
+        return cached[2]
+
+    def _chunk_bytes(self, tile: int, rows: int, tiles_w: int, mm_bytes: int) -> int:
+        """Workspace bytes for ``rows`` tile rows of ``tiles_w`` tiles (all views of a chunk)."""
+        m, c, o = tile, self.in_channels, self.out_channels
+        a2, tiles = (m + 2) ** 2, rows * tiles_w
+        strip_bytes = c * (rows * m + 2) * (tiles_w * m + 2) * 4
+        low = mm_bytes < 4
+        per_tile = a2 * c * (8 + (mm_bytes if low else 0))  # gathered, transformed (+ cast)
+        per_tile += a2 * o * (mm_bytes + (4 if low else 0)) + m * m * o * 4  # products, output
+        return per_tile * tiles + strip_bytes + 64 * 8
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, O, H, W): ``F.conv2d(x, weight, bias, padding=1)``."""
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"WinogradConv2d({self.in_channels}, {self.out_channels}) expects (N, "
+                f"{self.in_channels}, H, W) input, got shape {tuple(x.shape)}"
+            )
+        device_type = x.device.type
+        mm_dtype = torch.float32
+        if torch.is_autocast_enabled(device_type):
+            mm_dtype = torch.get_autocast_dtype(device_type)
+        with torch.autocast(device_type, enabled=False), torch.no_grad():
+            tile = self.tile if mm_dtype == torch.float32 else self.autocast_tile
+            return self._forward(x.float(), tile, mm_dtype)
+
+    def _forward(self, x: torch.Tensor, tile: int, mm_dtype: torch.dtype) -> torch.Tensor:
+        n, c, h, w = x.shape
+        m, a, o = tile, tile + 2, self.out_channels
+        tiles_h, tiles_w = math.ceil(h / m), math.ceil(w / m)
+        # NHWC input: tiles gathered channel-last, products (a*a, T, O); else (a*a, O, T).
+        nhwc = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        mm_bytes = torch.finfo(mm_dtype).bits // 8
+        rows = tiles_h
+        while rows > 1 and self._chunk_bytes(m, rows, tiles_w, mm_bytes) > self.workspace_bytes:
+            rows = (rows + 1) // 2
+        filters = self._filters(m, mm_dtype)  # (a*a, O, C)
+        input_transform = getattr(self, f"input_transform_{m}")
+        output_transform = getattr(self, f"output_transform_{m}")
+        out = x.new_empty((n, o, h, w), dtype=mm_dtype)
+        # Whole tiles are written into a view of the output; a padded one when H or W is not
+        # a multiple of the tile (cropped, i.e. copied, at the end).
+        padded = h % m or w % m
+        full = x.new_empty((n, o, tiles_h * m, tiles_w * m), dtype=mm_dtype) if padded else out
+        ws = _Workspace(x.device)
+        for r0 in range(0, tiles_h, rows):
+            r1 = min(r0 + rows, tiles_h)
+            tr, t = r1 - r0, (r1 - r0) * tiles_w
+            top, bottom = r0 * m - 1, r1 * m + 1  # input rows of the chunk (exclusive end)
+            ws.reset()
+            shape = (tr * m + 2, tiles_w * m + 2, c) if nhwc else (c, tr * m + 2, tiles_w * m + 2)
+            strip = ws.take(shape, torch.float32)
+            rows_view = strip if nhwc else strip.permute(1, 2, 0)  # (Hs, Ws, C) either way
+            lo, hi = max(top, 0), min(bottom, h)
+            rows_view[: lo - top].zero_()
+            rows_view[hi - top :].zero_()
+            rows_view[:, 0].zero_()
+            rows_view[:, w + 1 :].zero_()
+            tiles = rows_view.unfold(0, a, m).unfold(1, a, m)  # (tr, tw, C, a, a)
+            d = ws.take((a * a, t, c) if nhwc else (a * a, c, t), torch.float32)
+            v = ws.take(d.shape, torch.float32)
+            prod = ws.take((a * a, t, o) if nhwc else (a * a, o, t), mm_dtype)
+            y = ws.take((m * m, *prod.shape[1:]), torch.float32)
+            for i in range(n):
+                rows_view[lo - top : hi - top, 1 : w + 1] = x[i, :, lo:hi].permute(1, 2, 0)
+                src = tiles.permute(3, 4, 0, 1, 2) if nhwc else tiles.permute(3, 4, 2, 0, 1)
+                d.view(a, a, *src.shape[2:]).copy_(src)
+                torch.mm(input_transform, d.view(a * a, -1), out=v.view(a * a, -1))
+                operand = v
+                if mm_dtype != torch.float32:
+                    operand = ws.take(v.shape, mm_dtype).copy_(v)
+                if nhwc:
+                    torch.bmm(operand, filters.transpose(1, 2), out=prod)
+                else:
+                    torch.bmm(filters, operand, out=prod)
+                products = prod
+                if mm_dtype != torch.float32:
+                    products = ws.take(prod.shape, torch.float32).copy_(prod)
+                torch.mm(output_transform, products.view(a * a, -1), out=y.view(m * m, -1))
+                if self.bias is not None:
+                    y += self.bias if nhwc else self.bias.view(-1, 1)
+                if nhwc:
+                    tiles_y = y.view(m, m, tr, tiles_w, o).permute(4, 2, 0, 3, 1)
+                else:
+                    tiles_y = y.view(m, m, o, tr, tiles_w).permute(2, 3, 0, 4, 1)
+                full[i, :, r0 * m : r1 * m].view(o, tr, m, tiles_w, m).copy_(tiles_y)
+                if mm_dtype != torch.float32:
+                    ws.release(2)
+        if padded:
+            out.copy_(full[:, :, :h, :w])
+        return out
+
+
+_WORKSPACES: dict[tuple[str, int], torch.Tensor] = {}
+
+
+class _Workspace:
+    """Views carved from one cached byte buffer per device and thread (reused across calls).
+
+    Fresh allocations above 32 MiB are mmapped by glibc and page-faulted on every call, which
+    costs as much as the arithmetic; one buffer that persists avoids that for all the
+    Winograd convs of a model (they never run at the same time in one thread).
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.key = (str(device), threading.get_ident())
+        self.device = device
+        self.offset = 0
+        self.marks: list[int] = []
+
+    def reset(self) -> None:
+        self.offset = 0
+        self.marks = []
+
+    def take(self, shape: tuple[int, ...] | torch.Size, dtype: torch.dtype) -> torch.Tensor:
+        """An uninitialised tensor of ``shape`` and ``dtype`` (64-byte aligned)."""
+        nbytes = math.prod(shape) * (torch.finfo(dtype).bits // 8)
+        start = -(-self.offset // 64) * 64
+        end = start + nbytes
+        buffer = _WORKSPACES.get(self.key)
+        if buffer is None or buffer.numel() < end:
+            # Growing drops the old buffer; views taken before stay valid (they keep it alive).
+            buffer = torch.empty(max(end, 1 << 20), dtype=torch.uint8, device=self.device)
+            _WORKSPACES[self.key] = buffer
+        self.marks.append(self.offset)
+        self.offset = end
+        return buffer[start:end].view(dtype).view(shape)
+
+    def release(self, count: int) -> None:
+        """Give back the last ``count`` views taken."""
+        for _ in range(count):
+            self.offset = self.marks.pop()
