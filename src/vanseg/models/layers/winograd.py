@@ -28,6 +28,7 @@ import math
 import threading
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["TILE_SIZES", "WinogradConv2d", "winograd_matrices"]
@@ -173,7 +174,7 @@ class WinogradConv2d(nn.Module):
         a2, tiles = (m + 2) ** 2, rows * tiles_w
         strip_bytes = c * (rows * m + 2) * (tiles_w * m + 2) * 4
         low = mm_bytes < 4
-        per_tile = a2 * c * (8 + (mm_bytes if low else 0))  # gathered, transformed (+ cast)
+        per_tile = a2 * c * (4 + (mm_bytes if low else 0))  # transformed input (+ cast)
         per_tile += a2 * o * (mm_bytes + (4 if low else 0)) + m * m * o * 4  # products, output
         return per_tile * tiles + strip_bytes + 64 * 8
 
@@ -196,64 +197,48 @@ class WinogradConv2d(nn.Module):
         n, c, h, w = x.shape
         m, a, o = tile, tile + 2, self.out_channels
         tiles_h, tiles_w = math.ceil(h / m), math.ceil(w / m)
-        # NHWC input: tiles gathered channel-last, products (a*a, T, O); else (a*a, O, T).
-        nhwc = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
         mm_bytes = torch.finfo(mm_dtype).bits // 8
         rows = tiles_h
         while rows > 1 and self._chunk_bytes(m, rows, tiles_w, mm_bytes) > self.workspace_bytes:
             rows = (rows + 1) // 2
         filters = self._filters(m, mm_dtype)  # (a*a, O, C)
-        input_transform = getattr(self, f"input_transform_{m}")
-        output_transform = getattr(self, f"output_transform_{m}")
+        # B^T d B of every a x a tile (stride m) is a stride-m conv with a*a fixed kernels.
+        kernels = getattr(self, f"input_transform_{m}").view(a * a, 1, a, a)
+        output_transform = getattr(self, f"output_transform_{m}")  # (m*m, a*a)
         out = x.new_empty((n, o, h, w), dtype=mm_dtype)
         # Whole tiles are written into a view of the output; a padded one when H or W is not
         # a multiple of the tile (cropped, i.e. copied, at the end).
         padded = h % m or w % m
         full = x.new_empty((n, o, tiles_h * m, tiles_w * m), dtype=mm_dtype) if padded else out
         ws = _Workspace(x.device)
-        for r0 in range(0, tiles_h, rows):
-            r1 = min(r0 + rows, tiles_h)
-            tr, t = r1 - r0, (r1 - r0) * tiles_w
-            top, bottom = r0 * m - 1, r1 * m + 1  # input rows of the chunk (exclusive end)
-            ws.reset()
-            shape = (tr * m + 2, tiles_w * m + 2, c) if nhwc else (c, tr * m + 2, tiles_w * m + 2)
-            strip = ws.take(shape, torch.float32)
-            rows_view = strip if nhwc else strip.permute(1, 2, 0)  # (Hs, Ws, C) either way
-            lo, hi = max(top, 0), min(bottom, h)
-            rows_view[: lo - top].zero_()
-            rows_view[hi - top :].zero_()
-            rows_view[:, 0].zero_()
-            rows_view[:, w + 1 :].zero_()
-            tiles = rows_view.unfold(0, a, m).unfold(1, a, m)  # (tr, tw, C, a, a)
-            d = ws.take((a * a, t, c) if nhwc else (a * a, c, t), torch.float32)
-            v = ws.take(d.shape, torch.float32)
-            prod = ws.take((a * a, t, o) if nhwc else (a * a, o, t), mm_dtype)
-            y = ws.take((m * m, *prod.shape[1:]), torch.float32)
-            for i in range(n):
-                rows_view[lo - top : hi - top, 1 : w + 1] = x[i, :, lo:hi].permute(1, 2, 0)
-                src = tiles.permute(3, 4, 0, 1, 2) if nhwc else tiles.permute(3, 4, 2, 0, 1)
-                d.view(a, a, *src.shape[2:]).copy_(src)
-                torch.mm(input_transform, d.view(a * a, -1), out=v.view(a * a, -1))
-                operand = v
+        for i in range(n):
+            for r0 in range(0, tiles_h, rows):
+                r1 = min(r0 + rows, tiles_h)
+                tr, t = r1 - r0, (r1 - r0) * tiles_w
+                top, bottom = r0 * m - 1, r1 * m + 1  # input rows of the chunk (exclusive end)
+                lo, hi = max(top, 0), min(bottom, h)
+                ws.reset()
+                strip = ws.take((c, 1, tr * m + 2, tiles_w * m + 2), torch.float32)
+                strip[:, :, : lo - top].zero_()  # zero padding above / below the image
+                strip[:, :, hi - top :].zero_()
+                strip[..., 0].zero_()
+                strip[..., w + 1 :].zero_()
+                strip[:, 0, lo - top : hi - top, 1 : w + 1] = x[i, :, lo:hi]
+                v = F.conv2d(strip, kernels, stride=m).view(c, a * a, t)
+                operand = v.transpose(0, 1)  # (a*a, C, T)
                 if mm_dtype != torch.float32:
-                    operand = ws.take(v.shape, mm_dtype).copy_(v)
-                if nhwc:
-                    torch.bmm(operand, filters.transpose(1, 2), out=prod)
-                else:
-                    torch.bmm(filters, operand, out=prod)
-                products = prod
+                    operand = ws.take((a * a, c, t), mm_dtype).copy_(operand)
+                prod = ws.take((a * a, o, t), mm_dtype)
+                torch.bmm(filters, operand, out=prod)
+                del v, operand
                 if mm_dtype != torch.float32:
-                    products = ws.take(prod.shape, torch.float32).copy_(prod)
-                torch.mm(output_transform, products.view(a * a, -1), out=y.view(m * m, -1))
+                    prod = ws.take(prod.shape, torch.float32).copy_(prod)
+                y = ws.take((m * m, o, t), torch.float32)
+                torch.mm(output_transform, prod.view(a * a, -1), out=y.view(m * m, -1))
                 if self.bias is not None:
-                    y += self.bias if nhwc else self.bias.view(-1, 1)
-                if nhwc:
-                    tiles_y = y.view(m, m, tr, tiles_w, o).permute(4, 2, 0, 3, 1)
-                else:
-                    tiles_y = y.view(m, m, o, tr, tiles_w).permute(2, 3, 0, 4, 1)
+                    y += self.bias.view(-1, 1)
+                tiles_y = y.view(m, m, o, tr, tiles_w).permute(2, 3, 0, 4, 1)
                 full[i, :, r0 * m : r1 * m].view(o, tr, m, tiles_w, m).copy_(tiles_y)
-                if mm_dtype != torch.float32:
-                    ws.release(2)
         if padded:
             out.copy_(full[:, :, :h, :w])
         return out
@@ -274,11 +259,9 @@ class _Workspace:
         self.key = (str(device), threading.get_ident())
         self.device = device
         self.offset = 0
-        self.marks: list[int] = []
 
     def reset(self) -> None:
         self.offset = 0
-        self.marks = []
 
     def take(self, shape: tuple[int, ...] | torch.Size, dtype: torch.dtype) -> torch.Tensor:
         """An uninitialised tensor of ``shape`` and ``dtype`` (64-byte aligned)."""
@@ -290,11 +273,5 @@ class _Workspace:
             # Growing drops the old buffer; views taken before stay valid (they keep it alive).
             buffer = torch.empty(max(end, 1 << 20), dtype=torch.uint8, device=self.device)
             _WORKSPACES[self.key] = buffer
-        self.marks.append(self.offset)
         self.offset = end
         return buffer[start:end].view(dtype).view(shape)
-
-    def release(self, count: int) -> None:
-        """Give back the last ``count`` views taken."""
-        for _ in range(count):
-            self.offset = self.marks.pop()
