@@ -11,6 +11,7 @@ each variant once, and the table shows the median of the rounds. ``ratio`` is th
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -147,7 +148,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, dict[str, flo
         torch.set_num_threads(args.threads)
     print(
         f"{torch.get_num_threads()} threads, tile {args.tile} (fp32), {args.autocast_tile} "
-        f"(bf16), workspace {args.workspace_mib} MiB, median of {args.rounds} rounds",
+        f"(bf16), workspace {args.workspace_mib} MiB, median of {args.rounds} rounds, "
+        f"load average {os.getloadavg()[0]:.2f} at start",
         flush=True,
     )
     results = {}

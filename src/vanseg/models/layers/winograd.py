@@ -6,20 +6,25 @@
 
     Y = A^T [ (G g G^T) * (B^T d B) ] A        (* is the product at each of the a*a positions)
 
-The filters ``G g G^T`` are transformed once (float64) at construction. At run time each group
-of tile rows is gathered, transformed by one small GEMM with ``kron(B^T, B^T)``, multiplied
-with the filters in ONE batched matmul over the ``a*a`` positions (``(a*a, T, C) @ (a*a, C,
-O)``) and transformed back by one GEMM with ``kron(A^T, A^T)``. F(4x4) needs 36 products per
-4x4 outputs instead of 144 (4x fewer MACs), F(2x2) 16 per 2x2 instead of 36 (2.25x).
+The filters ``G g G^T`` are transformed once (float64) at construction. At run time each chunk
+of tile rows is copied into a zero-padded strip, transformed by a stride-``m`` convolution
+with the ``a*a`` fixed kernels of ``kron(B^T, B^T)`` (oneDNN; faster than gathering the
+overlapping tiles and a GEMM), multiplied with the filters in ONE batched matmul over the
+``a*a`` positions (``(a*a, O, C) @ (a*a, C, T)`` for ``T`` tiles) and transformed back by one
+GEMM with ``kron(A^T, A^T)``. F(4x4) needs 36 products per 4x4 outputs instead of 144 (4x
+fewer MACs), F(2x2) 16 per 2x2 instead of 36 (2.25x).
 
-Tile rows are processed in chunks whose temporaries stay under ``workspace_bytes`` (32 MiB by
-default): glibc serves larger requests with a fresh ``mmap`` on every call, and page-faulting
-that memory costs as much as the arithmetic, while smaller blocks are reused from the heap.
+Chunks keep every temporary small and reuse memory: glibc serves requests above 32 MiB with a
+fresh ``mmap`` on every call, and page-faulting that memory costs as much as the arithmetic.
+The strip, products and output tiles live in one buffer per thread that persists across calls
+and is shared by all instances; the transformed input (the convolution's output) stays below
+32 MiB so that glibc reuses it from the heap.
 
 Under ``torch.autocast`` the transforms stay in float32 and only the batched matmul runs in the
-autocast dtype (its operands are rounded to it, accumulation is float32 as in oneDNN's conv);
-the result has the autocast dtype, as ``F.conv2d`` under autocast would. This is inference
-only: the module has no trainable parameters and does not support backward through the filter.
+autocast dtype (operands rounded to it; CPU matmuls also round their result to it), with the
+``autocast_tile`` (F(2x2) by default, see :class:`WinogradConv2d`); the result has the autocast
+dtype, as ``F.conv2d`` under autocast would. Inference only: no trainable parameters, no
+gradient.
 """
 
 from __future__ import annotations
@@ -114,8 +119,9 @@ class WinogradConv2d(nn.Module):
             axis for F(4x4)) amplify that rounding to ~10% of the output; F(2x2) stays within
             about twice the error of ``F.conv2d`` under autocast. Its filters are kept too
             when it differs from ``tile``.
-        workspace_bytes: Budget of one chunk of tile rows (gathered and transformed input,
-            products, output tiles), taken from a buffer shared by all instances in a thread.
+        workspace_bytes: Budget of one chunk of tile rows (padded strip, transformed input,
+            products, output tiles); all but the transformed input come from a buffer shared
+            by all instances in a thread.
         name: How errors name the conv (e.g. its attribute path in the model).
 
     Input (N, C, H, W) in any memory format, float32 (or any float dtype, computed in float32);
@@ -199,8 +205,12 @@ class WinogradConv2d(nn.Module):
         tiles_h, tiles_w = math.ceil(h / m), math.ceil(w / m)
         mm_bytes = torch.finfo(mm_dtype).bits // 8
         rows = tiles_h
-        while rows > 1 and self._chunk_bytes(m, rows, tiles_w, mm_bytes) > self.workspace_bytes:
-            rows = (rows + 1) // 2
+        while rows > 1 and (
+            self._chunk_bytes(m, rows, tiles_w, mm_bytes) > self.workspace_bytes
+            or (m + 2) ** 2 * c * rows * tiles_w * 4 > _MMAP_LIMIT  # the convolution's output
+        ):
+            rows -= 1
+        rows = math.ceil(tiles_h / math.ceil(tiles_h / rows))  # chunks of (nearly) equal size
         filters = self._filters(m, mm_dtype)  # (a*a, O, C)
         # B^T d B of every a x a tile (stride m) is a stride-m conv with a*a fixed kernels.
         kernels = getattr(self, f"input_transform_{m}").view(a * a, 1, a, a)
@@ -219,10 +229,11 @@ class WinogradConv2d(nn.Module):
                 lo, hi = max(top, 0), min(bottom, h)
                 ws.reset()
                 strip = ws.take((c, 1, tr * m + 2, tiles_w * m + 2), torch.float32)
-                strip[:, :, : lo - top].zero_()  # zero padding above / below the image
-                strip[:, :, hi - top :].zero_()
-                strip[..., 0].zero_()
-                strip[..., w + 1 :].zero_()
+                if r0 == 0 or r1 == tiles_h:  # zero padding (the rest is overwritten)
+                    strip[:, :, : lo - top].zero_()
+                    strip[:, :, hi - top :].zero_()
+                    strip[..., 0].zero_()
+                    strip[..., w + 1 :].zero_()
                 strip[:, 0, lo - top : hi - top, 1 : w + 1] = x[i, :, lo:hi]
                 v = F.conv2d(strip, kernels, stride=m).view(c, a * a, t)
                 operand = v.transpose(0, 1)  # (a*a, C, T)
@@ -244,19 +255,23 @@ class WinogradConv2d(nn.Module):
         return out
 
 
-_WORKSPACES: dict[tuple[str, int], torch.Tensor] = {}
+#: glibc's largest mmap threshold: bigger fresh allocations are page-faulted on every call.
+_MMAP_LIMIT = 32 * _MIB
+_LOCAL = threading.local()
 
 
 class _Workspace:
     """Views carved from one cached byte buffer per device and thread (reused across calls).
 
-    Fresh allocations above 32 MiB are mmapped by glibc and page-faulted on every call, which
-    costs as much as the arithmetic; one buffer that persists avoids that for all the
-    Winograd convs of a model (they never run at the same time in one thread).
+    All Winograd convs of a model share it (one thread runs one at a time); it is freed with
+    its thread.
     """
 
     def __init__(self, device: torch.device) -> None:
-        self.key = (str(device), threading.get_ident())
+        if not hasattr(_LOCAL, "buffers"):
+            _LOCAL.buffers = {}
+        self.buffers: dict[str, torch.Tensor] = _LOCAL.buffers
+        self.key = str(device)
         self.device = device
         self.offset = 0
 
@@ -268,10 +283,10 @@ class _Workspace:
         nbytes = math.prod(shape) * (torch.finfo(dtype).bits // 8)
         start = -(-self.offset // 64) * 64
         end = start + nbytes
-        buffer = _WORKSPACES.get(self.key)
+        buffer = self.buffers.get(self.key)
         if buffer is None or buffer.numel() < end:
             # Growing drops the old buffer; views taken before stay valid (they keep it alive).
-            buffer = torch.empty(max(end, 1 << 20), dtype=torch.uint8, device=self.device)
-            _WORKSPACES[self.key] = buffer
+            buffer = torch.empty(max(end, _MIB), dtype=torch.uint8, device=self.device)
+            self.buffers[self.key] = buffer
         self.offset = end
         return buffer[start:end].view(dtype).view(shape)
