@@ -8,17 +8,17 @@
 
 The filters ``G g G^T`` are transformed once (float64) at construction. At run time each chunk
 of tile rows is copied into a zero-padded strip, transformed by a stride-``m`` convolution
-with the ``a*a`` fixed kernels of ``kron(B^T, B^T)`` (oneDNN; faster than gathering the
-overlapping tiles and a GEMM), multiplied with the filters in ONE batched matmul over the
-``a*a`` positions (``(a*a, O, C) @ (a*a, C, T)`` for ``T`` tiles) and transformed back by one
-GEMM with ``kron(A^T, A^T)``. F(4x4) needs 36 products per 4x4 outputs instead of 144 (4x
-fewer MACs), F(2x2) 16 per 2x2 instead of 36 (2.25x).
+with the ``a*a`` fixed kernels of ``kron(B^T, B^T)`` (oneDNN, in blocks of channels; faster
+than gathering the overlapping tiles and a GEMM), multiplied with the filters in ONE batched
+matmul over the ``a*a`` positions (``(a*a, O, C) @ (a*a, C, T)`` for ``T`` tiles) and
+transformed back by one GEMM with ``kron(A^T, A^T)``. F(4x4) needs 36 products per 4x4
+outputs instead of 144 (4x fewer MACs), F(2x2) 16 per 2x2 instead of 36 (2.25x).
 
 Chunks keep every temporary small and reuse memory: glibc serves requests above 32 MiB with a
 fresh ``mmap`` on every call, and page-faulting that memory costs as much as the arithmetic.
-The strip, products and output tiles live in one buffer per thread that persists across calls
-and is shared by all instances; the transformed input (the convolution's output) stays below
-32 MiB so that glibc reuses it from the heap.
+The strip, transformed input, products and output tiles live in one buffer per thread that
+persists across calls and is shared by all instances; only the convolution's output per block
+of channels (a few MiB) is allocated afresh, and glibc reuses it from the heap.
 
 Under ``torch.autocast`` the transforms stay in float32 and only the batched matmul runs in the
 autocast dtype (operands rounded to it; CPU matmuls also round their result to it), with the
@@ -120,8 +120,8 @@ class WinogradConv2d(nn.Module):
             about twice the error of ``F.conv2d`` under autocast. Its filters are kept too
             when it differs from ``tile``.
         workspace_bytes: Budget of one chunk of tile rows (padded strip, transformed input,
-            products, output tiles); all but the transformed input come from a buffer shared
-            by all instances in a thread.
+            products, output tiles), all in a buffer shared by the instances of a thread.
+            128 MiB measured faster than 32 MiB (fewer, larger matmuls).
         name: How errors name the conv (e.g. its attribute path in the model).
 
     Input (N, C, H, W) in any memory format, float32 (or any float dtype, computed in float32);
@@ -179,9 +179,8 @@ class WinogradConv2d(nn.Module):
         m, c, o = tile, self.in_channels, self.out_channels
         a2, tiles = (m + 2) ** 2, rows * tiles_w
         strip_bytes = c * (rows * m + 2) * (tiles_w * m + 2) * 4
-        low = mm_bytes < 4
-        per_tile = a2 * c * (4 + (mm_bytes if low else 0))  # transformed input (+ cast)
-        per_tile += a2 * o * (mm_bytes + (4 if low else 0)) + m * m * o * 4  # products, output
+        per_tile = a2 * c * mm_bytes  # transformed input (matmul operand)
+        per_tile += a2 * o * (mm_bytes + (4 if mm_bytes < 4 else 0)) + m * m * o * 4
         return per_tile * tiles + strip_bytes + 64 * 8
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -205,10 +204,7 @@ class WinogradConv2d(nn.Module):
         tiles_h, tiles_w = math.ceil(h / m), math.ceil(w / m)
         mm_bytes = torch.finfo(mm_dtype).bits // 8
         rows = tiles_h
-        while rows > 1 and (
-            self._chunk_bytes(m, rows, tiles_w, mm_bytes) > self.workspace_bytes
-            or (m + 2) ** 2 * c * rows * tiles_w * 4 > _MMAP_LIMIT  # the convolution's output
-        ):
+        while rows > 1 and self._chunk_bytes(m, rows, tiles_w, mm_bytes) > self.workspace_bytes:
             rows -= 1
         rows = math.ceil(tiles_h / math.ceil(tiles_h / rows))  # chunks of (nearly) equal size
         filters = self._filters(m, mm_dtype)  # (a*a, O, C)
@@ -235,13 +231,16 @@ class WinogradConv2d(nn.Module):
                     strip[..., 0].zero_()
                     strip[..., w + 1 :].zero_()
                 strip[:, 0, lo - top : hi - top, 1 : w + 1] = x[i, :, lo:hi]
-                v = F.conv2d(strip, kernels, stride=m).view(c, a * a, t)
-                operand = v.transpose(0, 1)  # (a*a, C, T)
-                if mm_dtype != torch.float32:
-                    operand = ws.take((a * a, c, t), mm_dtype).copy_(operand)
+                operand = ws.take((a * a, c, t), mm_dtype)
+                # Channel blocks keep the convolution's output small: cache-resident, and far
+                # below the 32 MiB above which glibc would mmap (page-fault) it on every call.
+                block = max(1, min(c, _BLOCK_BYTES // (a * a * t * 4)))
+                for c0 in range(0, c, block):
+                    c1 = min(c0 + block, c)
+                    v = F.conv2d(strip[c0:c1], kernels, stride=m).view(c1 - c0, a * a, t)
+                    operand[:, c0:c1] = v.transpose(0, 1)  # (a*a, C, T), cast to mm_dtype
                 prod = ws.take((a * a, o, t), mm_dtype)
                 torch.bmm(filters, operand, out=prod)
-                del v, operand
                 if mm_dtype != torch.float32:
                     prod = ws.take(prod.shape, torch.float32).copy_(prod)
                 y = ws.take((m * m, o, t), torch.float32)
@@ -255,8 +254,8 @@ class WinogradConv2d(nn.Module):
         return out
 
 
-#: glibc's largest mmap threshold: bigger fresh allocations are page-faulted on every call.
-_MMAP_LIMIT = 32 * _MIB
+#: Size of the input transform's output per channel block (a fresh allocation).
+_BLOCK_BYTES = 4 * _MIB
 _LOCAL = threading.local()
 
 
