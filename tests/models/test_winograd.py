@@ -7,11 +7,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vanseg.models.layers.winograd import TILE_SIZES, WinogradConv2d, winograd_matrices
+from vanseg.models.layers.winograd import (
+    TILE_SIZES,
+    WinogradConv2d,
+    winograd_matrices,
+    winograd_pays_off,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SIZES = [(1, 1), (1, 7), (5, 3), (13, 17), (32, 32)]
+#: Always take the Winograd path (the default falls back to F.conv2d for small convs).
+ALWAYS = {"min_gmacs": 0.0, "min_side": 1}
 
 
 def _reference(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
@@ -40,7 +47,7 @@ def test_matches_conv2d_in_float32(tile: int, bias: bool, channels_last: bool) -
     torch.manual_seed(0)
     conv = nn.Conv2d(6, 5, 3, padding=1, bias=bias)
     # A small workspace forces several chunks of tile rows for the larger sizes.
-    wino = WinogradConv2d(conv, tile=tile, workspace_bytes=1 << 16)
+    wino = WinogradConv2d(conv, tile=tile, workspace_bytes=1 << 16, **ALWAYS)
     for h, w in SIZES:
         x = torch.randn(2, 6, h, w)
         if channels_last:
@@ -55,7 +62,7 @@ def test_many_channels_and_chunks() -> None:
     """More channels (longer sums) and one tile row per chunk stay within 1e-5."""
     torch.manual_seed(1)
     conv = nn.Conv2d(64, 32, 3, padding=1)
-    wino = WinogradConv2d(conv, workspace_bytes=1)
+    wino = WinogradConv2d(conv, workspace_bytes=1, **ALWAYS)
     x = torch.randn(1, 64, 18, 21)
     assert _rel_diff(wino(x), _reference(conv, x)) < 1e-5
 
@@ -66,7 +73,7 @@ def test_bias_only_output_and_no_grad_parameters() -> None:
     with torch.no_grad():
         conv.weight.zero_()
         conv.bias.copy_(torch.tensor([1.0, -2.0, 0.5, 3.0]))
-    wino = WinogradConv2d(conv)
+    wino = WinogradConv2d(conv, **ALWAYS)
     out = wino(torch.randn(1, 3, 5, 6))
     torch.testing.assert_close(out, conv.bias.detach().view(1, 4, 1, 1).expand(1, 4, 5, 6))
     assert list(wino.parameters()) == []
@@ -76,7 +83,7 @@ def test_bias_only_output_and_no_grad_parameters() -> None:
 def test_autocast_bf16_returns_bf16_within_bf16_error(autocast_tile: int) -> None:
     torch.manual_seed(0)
     conv = nn.Conv2d(16, 8, 3, padding=1)
-    wino = WinogradConv2d(conv, autocast_tile=autocast_tile)
+    wino = WinogradConv2d(conv, autocast_tile=autocast_tile, **ALWAYS)
     x = torch.randn(2, 16, 13, 17)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = wino(x)
@@ -113,3 +120,23 @@ def test_rejects_bad_tile_and_input() -> None:
         WinogradConv2d(conv, tile=6)
     with pytest.raises(ValueError, match=r"expects \(N, 4, H, W\)"):
         WinogradConv2d(conv)(torch.randn(1, 3, 8, 8))
+
+
+def test_pays_off_rule() -> None:
+    assert winograd_pays_off(512, 512, 32, 32)  # fpn_convs.2 at 512x512: 2.4 GMAC
+    assert winograd_pays_off(2560, 512, 16, 16)  # bottleneck: 3.0 GMAC
+    assert not winograd_pays_off(512, 512, 8, 8)  # 0.15 GMAC
+    assert not winograd_pays_off(64, 64, 128, 128)  # 0.6 GMAC
+    assert not winograd_pays_off(4096, 4096, 8, 64)  # plenty of MACs, too few tile rows
+
+
+def test_small_calls_fall_back_to_conv2d() -> None:
+    """Below the rule the result is F.conv2d's own, bit for bit, in NCHW."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 8, 3, padding=1)
+    x = torch.randn(2, 8, 20, 20).contiguous(memory_format=torch.channels_last)
+    out = WinogradConv2d(conv)(x)
+    assert out.is_contiguous()
+    assert torch.equal(out, F.conv2d(x, conv.weight, conv.bias, padding=1).contiguous())
+    forced = WinogradConv2d(conv, **ALWAYS)(x)
+    assert not torch.equal(forced, out)  # the Winograd path rounds differently

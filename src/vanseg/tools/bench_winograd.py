@@ -72,8 +72,13 @@ def bench_shape(
     torch.manual_seed(0)
     conv = nn.Conv2d(shape.in_channels, shape.out_channels, 3, padding=1).eval()
     x = torch.randn(1, shape.in_channels, shape.size, shape.size)
-    wino = WinogradConv2d(
-        conv, tile=tile, autocast_tile=autocast_tile, workspace_bytes=workspace_mib << 20
+    wino = WinogradConv2d(  # no fallback to F.conv2d: always measure Winograd
+        conv,
+        tile=tile,
+        autocast_tile=autocast_tile,
+        workspace_bytes=workspace_mib << 20,
+        min_gmacs=0,
+        min_side=1,
     )
 
     def plain() -> torch.Tensor:

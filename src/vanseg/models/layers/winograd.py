@@ -36,12 +36,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["TILE_SIZES", "WinogradConv2d", "winograd_matrices"]
+__all__ = ["TILE_SIZES", "WinogradConv2d", "winograd_matrices", "winograd_pays_off"]
 
 #: Output tile sizes ``m`` with their F(m x m, 3x3) matrices (B^T, G, A^T).
 TILE_SIZES = (2, 4)
 
 _MIB = 1 << 20
+
+
+def winograd_pays_off(
+    in_channels: int,
+    out_channels: int,
+    height: int,
+    width: int,
+    min_gmacs: float = 1.0,
+    min_side: int = 16,
+) -> bool:
+    """Whether Winograd beats ``F.conv2d`` for this 3x3 conv (measured on a 2-core x86 CPU).
+
+    It won for every UperNet conv of van_base at 512x512 (2.4 to 155 GMAC, 16x16 to 128x128,
+    512+ channels) and lost below about 1 GMAC (512->512 at 8x8, 128->128 at 64x64) or below
+    16x16 (too few tiles per matmul); see ``python -m vanseg.tools.bench_winograd``.
+    """
+    gmacs = in_channels * out_channels * 9 * height * width / 1e9
+    return gmacs >= min_gmacs and min(height, width) >= min_side
 
 
 def winograd_matrices(
@@ -123,6 +141,10 @@ class WinogradConv2d(nn.Module):
             products, output tiles), all in a buffer shared by the instances of a thread.
             128 MiB measured faster than 32 MiB (fewer, larger matmuls).
         name: How errors name the conv (e.g. its attribute path in the model).
+        min_gmacs: Calls with fewer multiply-adds per image run ``F.conv2d`` with the
+            original weight instead (see :func:`winograd_pays_off`).
+        min_side: Calls with H or W below it run ``F.conv2d`` too. ``min_gmacs=0,
+            min_side=1`` always use Winograd.
 
     Input (N, C, H, W) in any memory format, float32 (or any float dtype, computed in float32);
     output (N, O, H, W), NCHW-contiguous, float32 or the autocast dtype under autocast.
@@ -135,6 +157,8 @@ class WinogradConv2d(nn.Module):
         autocast_tile: int = 2,
         workspace_bytes: int = 128 * _MIB,
         name: str = "conv",
+        min_gmacs: float = 1.0,
+        min_side: int = 16,
     ) -> None:
         super().__init__()
         _check_conv(conv, name)
@@ -143,6 +167,9 @@ class WinogradConv2d(nn.Module):
         self.in_channels = conv.in_channels
         self.out_channels = conv.out_channels
         self.workspace_bytes = workspace_bytes
+        self.min_gmacs = min_gmacs
+        self.min_side = min_side
+        self.register_buffer("weight", conv.weight.detach().float().clone())  # for fallback
         device = conv.weight.device
         weight = conv.weight.detach().to("cpu", torch.float64)
         for m in sorted({tile, autocast_tile}):
@@ -190,6 +217,10 @@ class WinogradConv2d(nn.Module):
                 f"WinogradConv2d({self.in_channels}, {self.out_channels}) expects (N, "
                 f"{self.in_channels}, H, W) input, got shape {tuple(x.shape)}"
             )
+        if not winograd_pays_off(
+            self.in_channels, self.out_channels, *x.shape[2:], self.min_gmacs, self.min_side
+        ):
+            return F.conv2d(x, self.weight, self.bias, padding=1).contiguous()
         device_type = x.device.type
         mm_dtype = torch.float32
         if torch.is_autocast_enabled(device_type):
