@@ -91,8 +91,8 @@ def test_autocast_bf16_returns_bf16_within_bf16_error(autocast_tile: int) -> Non
     assert out.dtype == plain.dtype == torch.bfloat16
     ref = _reference(conv, x)
     # F(2x2) is within a few bf16 roundings (like F.conv2d under autocast); the F(4x4) output
-    # transform amplifies the bf16 rounding of the products about 20-fold.
-    limit = 2e-2 if autocast_tile == 2 else 2e-1
+    # transform amplifies the bf16 rounding of the products about 10-fold.
+    limit = 2e-2 if autocast_tile == 2 else 1e-1
     assert _rel_diff(out, ref) < limit
     assert _rel_diff(plain, ref) < 2e-2
 

@@ -40,7 +40,7 @@ __all__ = ["TILE_POINTS", "TILE_SIZES", "WinogradConv2d", "winograd_matrices", "
 
 #: Interpolation points of F(m x m, 3x3) for each output tile size ``m`` (plus infinity).
 #: For F(4x4), 1/2 instead of the usual 2 (or -1/2 instead of -2) cuts the float32 error about
-#: 3-fold (9e-6 -> 3e-6 of the output range on 512 channels; Barabasz et al., arXiv:1803.10986).
+#: 3-fold (9e-6 -> 3e-6 of the output range on 512 channels), as Barabasz et al. (2018) found.
 TILE_POINTS: dict[int, tuple[float, ...]] = {2: (0.0, 1.0, -1.0), 4: (0.0, 1.0, -1.0, 0.5, -2.0)}
 #: Output tile sizes ``m``.
 TILE_SIZES = tuple(TILE_POINTS)
@@ -117,10 +117,10 @@ class WinogradConv2d(nn.Module):
             groups 1, zero padding; bias optional). It is not modified.
         tile: Output tile size ``m`` in float32: 4 (4x fewer MACs) or 2 (2.25x fewer).
         autocast_tile: Tile size under autocast (bf16/fp16 matmul). CPU matmuls round their
-            products to bf16 before the output transform, whose coefficients (up to 8 per
-            axis for F(4x4)) amplify that rounding to ~10% of the output; F(2x2) stays within
-            about twice the error of ``F.conv2d`` under autocast. Its filters are kept too
-            when it differs from ``tile``.
+            products to bf16 before the output transform, whose large coefficients for
+            F(4x4) amplify that rounding to ~3% of the output range (10x ``F.conv2d`` under
+            autocast); F(2x2) stays within about twice ``F.conv2d``'s error. Its filters are
+            kept too when it differs from ``tile``.
         workspace_bytes: Budget of one chunk of tile rows (padded strip, transformed input,
             products, output tiles), all in a buffer shared by the instances of a thread.
             128 MiB measured faster than 32 MiB (fewer, larger matmuls).
