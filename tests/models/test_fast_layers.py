@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import importlib
 
 import pytest
 import torch
@@ -84,7 +85,12 @@ def test_light_ham_squeeze_before_resize_is_the_same_map() -> None:
 
 @pytest.mark.skipif(not onednn_fusion_available(), reason="no oneDNN fused ops in this build")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_fused_block_equals_the_block(dtype: torch.dtype) -> None:
+@pytest.mark.parametrize("band_bytes", [2**30, 1])  # whole map; one row per band
+def test_fused_block_equals_the_block(
+    dtype: torch.dtype, band_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (`vanseg.optimize` the attribute is the function; the module is in sys.modules)
+    monkeypatch.setattr(importlib.import_module("vanseg.optimize"), "MLP_BAND_BYTES", band_bytes)
     torch.manual_seed(0)
     block = Block(16, mlp_ratio=4)
     with torch.no_grad():
