@@ -176,3 +176,25 @@ def test_bad_precision_option_names_it(eval_setup, tmp_path: Path) -> None:
     overrides = [f"ckpt_path={ckpt}", f"output={tmp_path}", "inference.precision=fp8", *data]
     with pytest.raises(EvalError, match="inference.precision"):
         run_eval(compose_config(overrides, config_name="eval"), overrides)
+
+
+def test_wide_head_convs_run_winograd_with_the_same_logits(monkeypatch) -> None:
+    """UperNet's 3x3 convs through Winograd (thresholds lowered to this small model)."""
+    import importlib
+
+    from vanseg.models.layers.winograd import WinogradConv2d
+
+    module = importlib.import_module("vanseg.optimize")  # `vanseg.optimize` is the function
+    monkeypatch.setattr(module, "WINOGRAD_MIN_CHANNELS", 32)
+    monkeypatch.setattr(
+        module, "WinogradConv2d", partial(WinogradConv2d, min_gmacs=0.0, min_side=1)
+    )
+    model = _model("upernet")
+    images = torch.randn(1, 3, 64, 48)
+    plain = _logits(model, images)
+    for precision, bound in (("fp32", 1e-4), ("bf16", 0.1)):
+        fast = optimize(model, precision)
+        swapped = [m for m in fast.modules() if isinstance(m, WinogradConv2d)]
+        assert len(swapped) == 5  # bottleneck, 3 fpn_convs, fpn_bottleneck
+        assert all(m.tile == (4 if precision == "fp32" else 2) for m in swapped)
+        assert max_relative_difference(plain, _logits(fast, images)) <= bound
