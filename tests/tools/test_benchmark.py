@@ -50,6 +50,7 @@ def test_benchmark_compares_fast_paths_with_the_plain_model(tmp_path: Path) -> N
         ("train step", "plain fp32"),
         ("train step", "fused AdamW"),
         ("train step", "fused AdamW + channels_last"),
+        ("train step", "fused AdamW + channels_last + banded loss"),
     ]
     for r in rows:
         assert r["median_ms"] > 0 and r["iqr_ms"] >= 0 and r["ratio"] > 0

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -38,7 +39,7 @@ from rich.table import Table
 from vanseg.api import build_model_from_config
 from vanseg.models.segmentor import Segmentor
 from vanseg.optimize import PRECISIONS, max_relative_difference, optimize
-from vanseg.training.module import loss_terms
+from vanseg.training.module import banded_loss_default, loss_terms
 from vanseg.training.optim import optimizer_options
 from vanseg.utils.atomic import atomic_write_text
 from vanseg.utils.cli import split_overrides, user_errors
@@ -130,6 +131,7 @@ class TrainingLevers:
     channels_last: bool = False  # module.channels_last
     compile: bool = False  # module.compile
     precision: str = "32"  # trainer.precision (32 or bf16-mixed)
+    banded_loss: bool = False  # module.banded_loss
 
 
 def _train_step(
@@ -142,7 +144,11 @@ def _train_step(
     if levers.channels_last:
         model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
-    losses = torch.compile(loss_terms) if levers.compile else loss_terms
+    losses = (
+        torch.compile(loss_terms)
+        if levers.compile
+        else partial(loss_terms, banded=levers.banded_loss)
+    )
     amp = (
         torch.autocast(images.device.type, dtype=torch.bfloat16)
         if levers.precision == "bf16-mixed"
@@ -169,6 +175,10 @@ def training_configs(
         "fused AdamW": TrainingLevers(optimizer="fused"),
         "fused AdamW + channels_last": TrainingLevers(optimizer="fused", channels_last=True),
     }
+    if banded_loss_default(device):
+        configs["fused AdamW + channels_last + banded loss"] = TrainingLevers(
+            optimizer="fused", channels_last=True, banded_loss=True
+        )
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         configs["fused AdamW + channels_last + bf16-mixed"] = TrainingLevers(
             optimizer="fused", channels_last=True, precision="bf16-mixed"

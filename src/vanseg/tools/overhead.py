@@ -23,7 +23,7 @@ from hydra.utils import instantiate
 from torch.utils.data import DataLoader, Dataset
 
 from vanseg.api import build_model_from_config
-from vanseg.training.module import SegmentationModule, segmentation_loss
+from vanseg.training.module import SegmentationModule, banded_loss_default, segmentation_loss
 from vanseg.training.optim import build_optimizer
 from vanseg.utils.cli import split_overrides, user_errors
 from vanseg.utils.config import NO_PRETRAINED, compose_config, model_config
@@ -61,12 +61,14 @@ class _StepTimer(pl.Callback):
 def plain_step_times(model, optimizer, scheduler, batch, steps: int, aux_weight: float):
     """Per-step seconds of a hand-written loop doing what the module's training step does."""
     model.train()
+    banded = banded_loss_default(batch["image"].device)  # as module.banded_loss=auto
     times, last = [], time.perf_counter()
     for _ in range(steps):
         out = model.forward_train(batch["image"])
-        loss = segmentation_loss(out["logits"], batch["mask"])
+        loss = segmentation_loss(out["logits"], batch["mask"], banded=banded)
         if "aux_logits" in out:
-            loss = loss + aux_weight * segmentation_loss(out["aux_logits"], batch["mask"])
+            aux = segmentation_loss(out["aux_logits"], batch["mask"], banded=banded)
+            loss = loss + aux_weight * aux
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -17,11 +17,13 @@ from vanseg.evaluation.inference import predict_probs_tensor
 from vanseg.evaluation.metrics import SegmentationMetrics
 from vanseg.models.heads.base import resize
 from vanseg.models.segmentor import Segmentor
+from vanseg.training.banded_loss import banded_cross_entropy
 from vanseg.training.optim import OPTIMIZER_IMPLS, build_optimizer
 
 __all__ = [
     "SegmentationModule",
     "NonFiniteLossError",
+    "banded_loss_default",
     "segmentation_loss",
     "loss_terms",
     "channels_last_default",
@@ -39,6 +41,7 @@ def segmentation_loss(
     mask: torch.Tensor,
     ignore_index: int = IGNORE_INDEX,
     average: str = "all_pixels",
+    banded: bool = False,
 ) -> torch.Tensor:
     """Cross-entropy of logits resized (bilinear) to the label size.
 
@@ -47,9 +50,17 @@ def segmentation_loss(
         mask: (B, H, W) labels, ``ignore_index`` for ignored pixels.
         average: ``"all_pixels"`` divides by every pixel, ignored ones included, as the
             original does (docs/reference.md §3.9); ``"valid_pixels"`` by the labelled ones only.
+        banded: Compute it in bands of output rows without materialising the resized logits
+            (:func:`vanseg.training.banded_loss.banded_cross_entropy`; same value up to float
+            rounding, much less memory traffic on CPU).
     """
     if average not in LOSS_AVERAGES:
         raise ValueError(f"loss average must be one of {LOSS_AVERAGES}, got {average!r}")
+    if banded:
+        total = banded_cross_entropy(logits, mask, ignore_index)
+        if average == "all_pixels":
+            return total / mask.numel()
+        return total / (mask != ignore_index).sum().clamp_min(1)
     # NCHW before the resize: cross-entropy over channels of a channels_last map would copy
     # the full-size logits to NCHW (cheap here at 1/4 or 1/8 size; a no-op for NCHW).
     logits = resize(logits.contiguous(), mask.shape[-2:]).float()
@@ -65,6 +76,7 @@ def loss_terms(
     mask: torch.Tensor,
     ignore_index: int = IGNORE_INDEX,
     average: str = "all_pixels",
+    banded: bool = False,
 ) -> dict[str, torch.Tensor]:
     """``{"decode": loss}`` plus ``"aux"`` when the model has an auxiliary head.
 
@@ -73,9 +85,9 @@ def loss_terms(
     instead of materialising (B, K, H, W) logits and their gradient.
     """
     out = model.forward_train(images)
-    terms = {"decode": segmentation_loss(out["logits"], mask, ignore_index, average)}
+    terms = {"decode": segmentation_loss(out["logits"], mask, ignore_index, average, banded)}
     if "aux_logits" in out:
-        terms["aux"] = segmentation_loss(out["aux_logits"], mask, ignore_index, average)
+        terms["aux"] = segmentation_loss(out["aux_logits"], mask, ignore_index, average, banded)
     return terms
 
 
@@ -86,6 +98,13 @@ def channels_last_default(device: torch.device) -> bool:
     (``python -m vanseg.tools.benchmark --train`` measures both).
     """
     return device.type == "cuda"
+
+
+def banded_loss_default(device: torch.device) -> bool:
+    """``module.banded_loss=auto``: on CPU, where the full-size resized logits cost a quarter
+    of a training step in memory traffic (``vanseg.tools.benchmark --train``); elsewhere the
+    materialised loss (one fused kernel per op on GPUs, no per-band launches)."""
+    return device.type == "cpu"
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -123,6 +142,9 @@ class SegmentationModule(pl.LightningModule):
             (:func:`channels_last_default` of the device).
         optimizer_impl: Optimizer kernel: ``auto`` (fused where the device has it), ``fused``,
             ``foreach`` or ``for_loop`` (see ``vanseg.training.optim.optimizer_options``).
+        banded_loss: Cross-entropy in bands of rows without the full-size resized logits:
+            ``True``, ``False`` or ``"auto"`` (:func:`banded_loss_default`); not used with
+            ``compile`` (inductor fuses the resize into the loss itself).
     """
 
     def __init__(
@@ -141,6 +163,7 @@ class SegmentationModule(pl.LightningModule):
         compile: bool = False,
         channels_last: bool | str = "auto",
         optimizer_impl: str = "auto",
+        banded_loss: bool | str = "auto",
     ) -> None:
         super().__init__()
         if loss_average not in LOSS_AVERAGES:
@@ -151,6 +174,8 @@ class SegmentationModule(pl.LightningModule):
             raise ValueError(
                 f"module.channels_last must be true, false or auto, got {channels_last!r}"
             )
+        if banded_loss not in (True, False, "auto"):
+            raise ValueError(f"module.banded_loss must be true, false or auto, got {banded_loss!r}")
         if optimizer_impl not in OPTIMIZER_IMPLS:
             raise ValueError(
                 f"module.optimizer_impl must be one of {OPTIMIZER_IMPLS}, got {optimizer_impl!r}"
@@ -182,7 +207,10 @@ class SegmentationModule(pl.LightningModule):
     def _loss_terms(self, images: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         args = (self.hparams.ignore_index, self.hparams.loss_average)
         if not self.hparams.compile:
-            return loss_terms(self.model, images, mask, *args)
+            banded = self.hparams.get("banded_loss", "auto")  # absent in older checkpoints
+            if banded == "auto":
+                banded = banded_loss_default(images.device)
+            return loss_terms(self.model, images, mask, *args, bool(banded))
         if self._compiled_loss is None:
             # A compiled function, not a compiled submodule: parameter names, checkpoints and
             # the DDP wrapper all keep seeing ``self.model``.
