@@ -59,4 +59,4 @@ def test_benchmark_compares_fast_paths_with_the_plain_model(tmp_path: Path) -> N
     assert plain[0]["max_rel_diff"] == 0.0
     assert rows[1]["max_rel_diff"] <= 1e-4  # the fp32 fast path's accuracy rule
     saved = json.loads(out.read_text())
-    assert saved["model"] == "van_test + fpn" and len(saved["rows"]) == 6
+    assert saved["model"] == "van_test + fpn" and len(saved["rows"]) == 7
