@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["banded_cross_entropy", "bilinear_taps"]
+__all__ = ["banded_cross_entropy", "bilinear_matrix", "bilinear_taps"]
 
 #: Bytes of one band of resized logits (B x K x rows x W floats): small enough for the cache.
 BAND_BYTES = 4 * 2**20
@@ -36,69 +36,82 @@ def bilinear_taps(
     return i0.to(device), i1.to(device), l0.to(device), l1.to(device)
 
 
-def _resize_width(logits: torch.Tensor, out_w: int) -> torch.Tensor:
-    j0, j1, v0, v1 = bilinear_taps(logits.shape[-1], out_w, logits.device)
-    return logits[..., j0] * v0 + logits[..., j1] * v1  # (B, K, h, W)
+def bilinear_matrix(in_size: int, out_size: int, device: torch.device) -> torch.Tensor:
+    """(out, in) matrix of the 1-D resize: two non-zeros per row, ``l0`` and ``l1``."""
+    i0, i1, l0, l1 = bilinear_taps(in_size, out_size, torch.device("cpu"))
+    matrix = torch.zeros(out_size, in_size)
+    rows = torch.arange(out_size)
+    matrix.index_put_((rows, i0), l0, accumulate=True)
+    matrix.index_put_((rows, i1), l1, accumulate=True)
+    return matrix.to(device)
 
 
-class _BandedCrossEntropy(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, logits: torch.Tensor, mask: torch.Tensor, ignore_index: int) -> torch.Tensor:
-        b, k, h, _ = logits.shape
-        out_h, out_w = mask.shape[-2:]
-        rows = _band_rows(b, k, out_w)
-        wide = _resize_width(logits, out_w)
-        i0, i1, l0, l1 = bilinear_taps(h, out_h, logits.device)
-        total = logits.new_zeros(())
-        for top in range(0, out_h, rows):
-            band = slice(top, min(top + rows, out_h))
-            z = _rows(wide, i0[band], i1[band], l0[band], l1[band])  # (B, K, r, W)
-            labels = mask[:, band]
-            valid = labels != ignore_index
-            picked = z.gather(1, torch.where(valid, labels, 0).unsqueeze(1)).squeeze(1)
-            losses = torch.logsumexp(z, dim=1) - picked
-            total += torch.where(valid, losses, 0.0).sum()
-        ctx.save_for_backward(logits, mask)
-        ctx.ignore_index = ignore_index
-        return total
-
-    @staticmethod
-    def backward(ctx, grad_total: torch.Tensor):  # type: ignore[override]
-        logits, mask = ctx.saved_tensors
-        b, k, h, w = logits.shape
-        out_h, out_w = mask.shape[-2:]
-        rows = _band_rows(b, k, out_w)
-        wide = _resize_width(logits, out_w)
-        i0, i1, l0, l1 = bilinear_taps(h, out_h, logits.device)
-        grad_wide = torch.zeros_like(wide)
-        for top in range(0, out_h, rows):
-            band = slice(top, min(top + rows, out_h))
-            z = _rows(wide, i0[band], i1[band], l0[band], l1[band])
-            labels = mask[:, band]
-            valid = labels != ctx.ignore_index
-            grad = torch.softmax(z, dim=1)
-            grad.scatter_add_(
-                1,
-                torch.where(valid, labels, 0).unsqueeze(1),
-                torch.full_like(grad[:, :1], -1.0),
-            )
-            grad *= (valid * grad_total).unsqueeze(1)
-            grad_wide.index_add_(2, i0[band], grad * l0[band].view(-1, 1))
-            grad_wide.index_add_(2, i1[band], grad * l1[band].view(-1, 1))
-        j0, j1, v0, v1 = bilinear_taps(w, out_w, logits.device)
-        grad_logits = torch.zeros_like(logits)
-        grad_logits.index_add_(3, j0, grad_wide * v0)
-        grad_logits.index_add_(3, j1, grad_wide * v1)
-        return grad_logits, None, None
+def _bands(in_h: int, out_h: int, rows: int) -> list[tuple[int, int, int, int]]:
+    """``(top, bottom, first, last + 1)``: output rows of a band and the input rows they read."""
+    i0, i1, _, _ = bilinear_taps(in_h, out_h, torch.device("cpu"))
+    first, last = i0.tolist(), i1.tolist()
+    return [
+        (top, min(top + rows, out_h), first[top], last[min(top + rows, out_h) - 1] + 1)
+        for top in range(0, out_h, rows)
+    ]
 
 
 def _band_rows(batch: int, classes: int, width: int) -> int:
     return max(1, BAND_BYTES // (batch * classes * width * 4))
 
 
-def _rows(wide, i0, i1, l0, l1) -> torch.Tensor:
-    """Rows of the height resize: ``l0 * wide[.., i0, :] + l1 * wide[.., i1, :]``."""
-    return wide[:, :, i0] * l0.view(-1, 1) + wide[:, :, i1] * l1.view(-1, 1)
+class _BandedCrossEntropy(torch.autograd.Function):
+    """Sum of per-pixel cross-entropies; resized rows computed as small matrix products.
+
+    Layout (B, rows, W, K): the classes are contiguous for the softmax. The width resize is
+    one product with the (W, w) matrix; each band of output rows is the product of its
+    (rows, n) slice of the (H, h) matrix with the n input rows it reads.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, mask: torch.Tensor, ignore_index: int) -> torch.Tensor:
+        b, k, h, w = logits.shape
+        out_h, out_w = mask.shape[-2:]
+        resize_h = bilinear_matrix(h, out_h, logits.device)
+        resize_w = bilinear_matrix(w, out_w, logits.device)
+        wide = torch.matmul(resize_w, logits.permute(0, 2, 3, 1))  # (B, h, W, K)
+        total = logits.new_zeros(())
+        for top, bottom, first, stop in _bands(h, out_h, _band_rows(b, k, out_w)):
+            z = torch.matmul(resize_h[top:bottom, first:stop], wide[:, first:stop].flatten(2))
+            z = z.view(b, bottom - top, out_w, k)
+            labels = mask[:, top:bottom]
+            valid = labels != ignore_index
+            picked = z.gather(-1, torch.where(valid, labels, 0).unsqueeze(-1)).squeeze(-1)
+            losses = torch.logsumexp(z, dim=-1).sub_(picked)
+            total += torch.where(valid, losses, 0.0).sum()
+        ctx.save_for_backward(logits, mask, resize_h, resize_w)
+        ctx.ignore_index = ignore_index
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_total: torch.Tensor):  # type: ignore[override]
+        logits, mask, resize_h, resize_w = ctx.saved_tensors
+        b, k, h, w = logits.shape
+        out_h, out_w = mask.shape[-2:]
+        wide = torch.matmul(resize_w, logits.permute(0, 2, 3, 1))
+        grad_wide = torch.zeros_like(wide)
+        for top, bottom, first, stop in _bands(h, out_h, _band_rows(b, k, out_w)):
+            part = resize_h[top:bottom, first:stop]
+            z = torch.matmul(part, wide[:, first:stop].flatten(2)).view(b, -1, out_w, k)
+            labels = mask[:, top:bottom]
+            valid = labels != ctx.ignore_index
+            grad = torch.softmax(z, dim=-1)
+            grad.scatter_add_(
+                -1,
+                torch.where(valid, labels, 0).unsqueeze(-1),
+                torch.full_like(grad[..., :1], -1.0),
+            )
+            grad.mul_((valid * grad_total).unsqueeze(-1))
+            grad_wide[:, first:stop] += torch.matmul(part.t(), grad.flatten(2)).view(
+                b, -1, out_w, k
+            )
+        grad_x = torch.matmul(resize_w.t(), grad_wide)  # (B, h, w, K)
+        return grad_x.permute(0, 3, 1, 2), None, None
 
 
 def banded_cross_entropy(
