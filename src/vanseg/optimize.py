@@ -32,10 +32,12 @@ from vanseg.errors import VansegError
 from vanseg.models.backbones.van import Block, OverlapPatchEmbed, Stage
 from vanseg.models.heads.base import resize
 from vanseg.models.heads.light_ham import LightHamHead
+from vanseg.models.heads.upernet import UPerHead
 from vanseg.models.layers.conv import ConvNormAct
 from vanseg.models.layers.fast import (
     CastCache,
     FastLightHamHead,
+    FastUPerHead,
     NCHWConv,
     PhaseDilatedConv,
     PointwiseConv,
@@ -252,6 +254,9 @@ def _replace_children(module: nn.Module) -> None:
     for name, child in module.named_children():
         if isinstance(child, Stage):
             setattr(module, name, FastStage(child))
+        elif isinstance(child, UPerHead):
+            setattr(module, name, FastUPerHead(child))
+            _replace_children(getattr(module, name))
         elif isinstance(child, LightHamHead):
             setattr(module, name, FastLightHamHead(child))
             _replace_children(getattr(module, name))

@@ -140,3 +140,17 @@ def test_small_calls_fall_back_to_conv2d() -> None:
     assert torch.equal(out, F.conv2d(x, conv.weight, conv.bias, padding=1).contiguous())
     forced = WinogradConv2d(conv, **ALWAYS)(x)
     assert not torch.equal(forced, out)  # the Winograd path rounds differently
+
+
+def test_parts_along_the_channels_are_the_conv_of_their_concatenation() -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(10, 4, 3, padding=1)
+    wino = WinogradConv2d(conv, tile=4, workspace_bytes=1 << 16, **ALWAYS)
+    parts = [torch.randn(2, c, 9, 13) for c in (3, 5, 2)]
+    expected = _reference(conv, torch.cat(parts, dim=1))
+    assert _rel_diff(wino(parts), expected) < 1e-5
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 parts, as in the bf16 fast path
+        out = WinogradConv2d(conv, tile=2, **ALWAYS)([p.bfloat16() for p in parts])
+    assert out.dtype == torch.bfloat16 and _rel_diff(out, expected) < 3e-2
+    with pytest.raises(ValueError, match="parts"):
+        wino(parts[:2])

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -194,27 +195,41 @@ class WinogradConv2d(nn.Module):
         per_tile += a2 * o * (mm_bytes + (4 if mm_bytes < 4 else 0)) + m * m * o * 4
         return per_tile * tiles + strip_bytes + 64 * 8
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) -> (N, O, H, W): ``F.conv2d(x, weight, bias, padding=1)``."""
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
+    def forward(self, x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        """(N, C, H, W) -> (N, O, H, W): ``F.conv2d(x, weight, bias, padding=1)``.
+
+        ``x`` may also be a list of (N, C_i, H, W) maps whose channels add up to C: the conv
+        of their concatenation, read part by part (no concatenated copy is made).
+        """
+        parts = [x] if isinstance(x, torch.Tensor) else list(x)
+        shapes = [tuple(p.shape) for p in parts]
+        if (
+            any(p.dim() != 4 or p.shape[0] != parts[0].shape[0] for p in parts)
+            or any(p.shape[2:] != parts[0].shape[2:] for p in parts)
+            or sum(p.shape[1] for p in parts) != self.in_channels
+        ):
             raise ValueError(
                 f"WinogradConv2d({self.in_channels}, {self.out_channels}) expects (N, "
-                f"{self.in_channels}, H, W) input, got shape {tuple(x.shape)}"
+                f"{self.in_channels}, H, W) input (or parts of it along the channels), got "
+                f"shape(s) {shapes}"
             )
         if not winograd_pays_off(
-            self.in_channels, self.out_channels, *x.shape[2:], self.min_gmacs, self.min_side
+            self.in_channels, self.out_channels, *parts[0].shape[2:], self.min_gmacs, self.min_side
         ):
-            return F.conv2d(x, self.weight, self.bias, padding=1).contiguous()
-        device_type = x.device.type
+            whole = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+            return F.conv2d(whole, self.weight, self.bias, padding=1).contiguous()
+        device_type = parts[0].device.type
         mm_dtype = torch.float32
         if torch.is_autocast_enabled(device_type):
             mm_dtype = torch.get_autocast_dtype(device_type)
         with torch.autocast(device_type, enabled=False), torch.no_grad():
             tile = self.tile if mm_dtype == torch.float32 else self.autocast_tile
-            return self._forward(x.float(), tile, mm_dtype)
+            return self._forward(parts, tile, mm_dtype)
 
-    def _forward(self, x: torch.Tensor, tile: int, mm_dtype: torch.dtype) -> torch.Tensor:
-        n, c, h, w = x.shape
+    def _forward(self, parts: list[torch.Tensor], tile: int, mm_dtype: torch.dtype) -> torch.Tensor:
+        x = parts[0]
+        n, _, h, w = x.shape
+        c = self.in_channels
         m, a, o = tile, tile + 2, self.out_channels
         tiles_h, tiles_w = math.ceil(h / m), math.ceil(w / m)
         mm_bytes = torch.finfo(mm_dtype).bits // 8
@@ -245,7 +260,11 @@ class WinogradConv2d(nn.Module):
                     strip[:, :, hi - top :].zero_()
                     strip[..., 0].zero_()
                     strip[..., w + 1 :].zero_()
-                strip[:, 0, lo - top : hi - top, 1 : w + 1] = x[i, :, lo:hi]
+                c0 = 0
+                for part in parts:  # (copy_ converts a bf16 part to float32)
+                    c1 = c0 + part.shape[1]
+                    strip[c0:c1, 0, lo - top : hi - top, 1 : w + 1] = part[i, :, lo:hi]
+                    c0 = c1
                 operand = ws.take((a * a, c, t), mm_dtype)
                 # Channel blocks keep the convolution's output small: cache-resident, and far
                 # below the 32 MiB above which glibc would mmap (page-fault) it on every call.
