@@ -6,8 +6,13 @@
 * :class:`FastLightHamHead`: Light-Ham with its squeeze conv applied per stage *before* the
   resize (a 1x1 conv and a bilinear resize are both linear and commute), which saves most of
   the squeeze's multiplications.
+* :class:`FastUPerHead`: UperNet whose fusing 3x3 conv reads its four inputs as parts
+  (Winograd) instead of a concatenated copy.
+* :class:`PhaseDilatedConv`: a dilated depthwise conv as an undilated one on the d x d phases.
 * :class:`RecycledResize`: the final logits resize written into a buffer that is reused once
   the caller has dropped every reference to the previous result.
+* :func:`linear_nhwc`, :func:`depthwise_gelu`: oneDNN's fused linear / conv + pointwise ops
+  (those inductor uses), for the VAN blocks on CPU (:class:`vanseg.optimize.FoldedBlock`).
 """
 
 from __future__ import annotations
