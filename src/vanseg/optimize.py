@@ -14,7 +14,14 @@ in, float32 logits at the input size out. It never modifies the model passed in.
   layout is kept between stages.
 * **Precision**: ``bf16``/``fp16`` autocast; NMF stays in float32 (it divides by small
   numbers, docs/reference.md §6), the logits come back as float32.
-* **compile**: ``torch.compile`` of the folded module (inductor).
+* **CPU kernels** (:func:`_use_cpu_kernels`; each measured faster by
+  ``vanseg.tools.benchmark`` on a 2-core x86 CPU): oneDNN-fused GELU / gating / residual in the
+  VAN blocks, the MLP in cache-sized row bands, the dilated depthwise conv on its 3x3 phases,
+  Winograd for the 512-wide dense 3x3 head convs. Light-Ham's squeeze conv runs per stage
+  before the resize and UperNet's fusing conv reads its inputs as parts (all devices).
+* **Final resize** into a buffer reused once the caller has dropped the previous result.
+* **compile**: ``torch.compile`` of the folded network (inductor; the CPU kernels give way
+  to inductor's own fusions inside compiled graphs).
 
 GroupNorm (Ham heads) depends on the data and is not folded. The NMF bases are drawn exactly as
 in the plain model, so with the same seed the fp32 result matches it within 1e-4 (relative).
