@@ -120,7 +120,7 @@ class FastLightHamHead(nn.Module):
         x = self.squeeze_parts[0](inputs[0])
         for part, level in zip(self.squeeze_parts[1:], inputs[1:], strict=True):
             y = part(level)
-            x = x + F.interpolate(y, size=tuple(size), mode="bilinear", align_corners=False)
+            x.add_(F.interpolate(y, size=tuple(size), mode="bilinear", align_corners=False))
         x = F.relu(self.squeeze_norm(x), inplace=True)
         return self.conv_seg(self.align(self.hamburger(x)))
 
