@@ -40,6 +40,7 @@ from vanseg.models.backbones.van import Block, OverlapPatchEmbed, Stage
 from vanseg.models.heads.base import resize
 from vanseg.models.heads.light_ham import LightHamHead
 from vanseg.models.heads.upernet import UPerHead
+from vanseg.models.layers import winograd
 from vanseg.models.layers.conv import ConvNormAct
 from vanseg.models.layers.fast import (
     CastCache,
@@ -262,8 +263,8 @@ def _replace_children(module: nn.Module) -> None:
         if isinstance(child, Stage):
             setattr(module, name, FastStage(child))
         elif isinstance(child, UPerHead):
+            _replace_children(child)  # fold its convs, then wrap it (the wrapper holds it)
             setattr(module, name, FastUPerHead(child))
-            _replace_children(getattr(module, name))
         elif isinstance(child, LightHamHead):
             setattr(module, name, FastLightHamHead(child))
             _replace_children(getattr(module, name))
@@ -318,12 +319,8 @@ def _use_cpu_kernels(model: nn.Module, precision: str, channels_last: bool) -> N
     for name, module in model.named_modules():
         conv = module.conv if isinstance(module, NCHWConv) else None
         if (
-            isinstance(conv, nn.Conv2d)
-            and conv.kernel_size == (3, 3)
-            and conv.stride == (1, 1)
-            and conv.padding == (1, 1)
-            and conv.dilation == (1, 1)
-            and conv.groups == 1
+            conv is not None
+            and winograd.supports(conv)
             and min(conv.in_channels, conv.out_channels) >= WINOGRAD_MIN_CHANNELS
         ):
             module.conv = WinogradConv2d(conv, tile=tile, autocast_tile=tile, name=name)

@@ -207,7 +207,7 @@ class SegmentationModule(pl.LightningModule):
     def _loss_terms(self, images: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         args = (self.hparams.ignore_index, self.hparams.loss_average)
         if not self.hparams.compile:
-            banded = self.hparams.get("banded_loss", "auto")  # absent in older checkpoints
+            banded = self.hparams.banded_loss
             if banded == "auto":
                 banded = banded_loss_default(images.device)
             return loss_terms(self.model, images, mask, *args, bool(banded))

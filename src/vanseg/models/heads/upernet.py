@@ -66,6 +66,10 @@ class UPerHead(DecodeHead):
         self.fpn_bottleneck = ConvNormAct(len(self.in_channels) * channels, channels, 3, norm=norm)
 
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        return self.classify(self.fpn_bottleneck(torch.cat(self.levels(feats), dim=1)))
+
+    def levels(self, feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """The four fused pyramid levels, all at 1/4 size: the input of ``fpn_bottleneck``."""
         inputs = self.select(feats)
         top = inputs[-1]
         laterals = [conv(x) for conv, x in zip(self.lateral_convs, inputs, strict=False)]
@@ -75,5 +79,4 @@ class UPerHead(DecodeHead):
         outs = [conv(lat) for conv, lat in zip(self.fpn_convs, laterals, strict=False)]
         outs.append(laterals[-1])
         size = outs[0].shape[2:]
-        outs = [outs[0]] + [resize(o, size) for o in outs[1:]]  # all at 1/4
-        return self.classify(self.fpn_bottleneck(torch.cat(outs, dim=1)))
+        return [outs[0]] + [resize(o, size) for o in outs[1:]]  # all at 1/4

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vanseg.models.heads.upernet import UPerHead
 from vanseg.models.layers.winograd import WinogradConv2d
 
 __all__ = [
@@ -295,42 +296,21 @@ class FastUPerHead(nn.Module):
     """UperNet whose fusing 3x3 conv reads the four levels without concatenating them.
 
     When :func:`vanseg.optimize` has given ``fpn_bottleneck`` a Winograd conv (CPU), the four
-    1/4-size maps (4 x 512 channels: 134 MB at 512x512) go to it as parts; otherwise the head
-    computes exactly what :class:`~vanseg.models.heads.upernet.UPerHead` does.
+    1/4-size maps (4 x 512 channels: 134 MB at 512x512) go to it as parts; otherwise this is
+    :class:`~vanseg.models.heads.upernet.UPerHead` itself.
     """
 
-    def __init__(self, head: nn.Module) -> None:
+    def __init__(self, head: UPerHead) -> None:
         super().__init__()
-        self.in_index = list(head.in_index)
-        self.psp_modules = head.psp_modules
-        self.bottleneck = head.bottleneck
-        self.lateral_convs = head.lateral_convs
-        self.fpn_convs = head.fpn_convs
-        self.fpn_bottleneck = head.fpn_bottleneck
-        self.conv_seg = head.conv_seg
+        self.head = head
         self.num_classes = head.num_classes
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        inputs = [feats[i] for i in self.in_index]
-        top = inputs[-1]
-        laterals = [conv(x) for conv, x in zip(self.lateral_convs, inputs, strict=False)]
-        laterals.append(self.bottleneck(torch.cat([top, *self.psp_modules(top)], dim=1)))
-        for i in range(len(laterals) - 1, 0, -1):  # top-down
-            up = F.interpolate(
-                laterals[i], size=laterals[i - 1].shape[2:], mode="bilinear", align_corners=False
-            )
-            laterals[i - 1] = laterals[i - 1] + up
-        outs = [conv(lat) for conv, lat in zip(self.fpn_convs, laterals, strict=False)]
-        outs.append(laterals[-1])
-        size = outs[0].shape[2:]
-        outs = [outs[0]] + [
-            F.interpolate(o, size=size, mode="bilinear", align_corners=False) for o in outs[1:]
-        ]
-        first = self.fpn_bottleneck[0]
-        if isinstance(getattr(first, "conv", None), WinogradConv2d):
-            x = first.conv(outs)
-            for layer in list(self.fpn_bottleneck)[1:]:
-                x = layer(x)
-        else:
-            x = self.fpn_bottleneck(torch.cat(outs, dim=1))
-        return self.conv_seg(x)
+        head = self.head
+        first, *rest = head.fpn_bottleneck
+        if not isinstance(getattr(first, "conv", None), WinogradConv2d):
+            return head(feats)
+        x = first.conv(head.levels(feats))
+        for layer in rest:
+            x = layer(x)
+        return head.classify(x)

@@ -37,7 +37,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["TILE_POINTS", "TILE_SIZES", "WinogradConv2d", "winograd_matrices", "winograd_pays_off"]
+__all__ = [
+    "TILE_POINTS",
+    "TILE_SIZES",
+    "WinogradConv2d",
+    "supports",
+    "winograd_matrices",
+    "winograd_pays_off",
+]
 
 #: Interpolation points of F(m x m, 3x3) for each output tile size ``m`` (plus infinity).
 #: For F(4x4), 1/2 instead of the usual 2 (or -1/2 instead of -2) cuts the float32 error about
@@ -86,23 +93,33 @@ def winograd_matrices(tile: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     return torch.linalg.inv(vandermonde(a)).T.contiguous(), vandermonde(3), vandermonde(tile).T
 
 
-def _check_conv(conv: nn.Module, name: str) -> None:
-    problems = []
+def _problems(conv: nn.Module) -> list[str]:
+    """What keeps ``conv`` from being a Winograd conv (empty: it can be one)."""
     if not isinstance(conv, nn.Conv2d):
-        problems.append(f"type {type(conv).__name__} (need nn.Conv2d)")
-    else:
-        wanted = {
-            "kernel_size": (3, 3),
-            "stride": (1, 1),
-            "padding": (1, 1),
-            "dilation": (1, 1),
-            "groups": 1,
-        }
-        for attr, value in wanted.items():
-            if getattr(conv, attr) != value:
-                problems.append(f"{attr}={getattr(conv, attr)} (need {value})")
-        if conv.padding_mode != "zeros":
-            problems.append(f"padding_mode={conv.padding_mode!r} (need 'zeros')")
+        return [f"type {type(conv).__name__} (need nn.Conv2d)"]
+    problems = []
+    wanted = {
+        "kernel_size": (3, 3),
+        "stride": (1, 1),
+        "padding": (1, 1),
+        "dilation": (1, 1),
+        "groups": 1,
+    }
+    for attr, value in wanted.items():
+        if getattr(conv, attr) != value:
+            problems.append(f"{attr}={getattr(conv, attr)} (need {value})")
+    if conv.padding_mode != "zeros":
+        problems.append(f"padding_mode={conv.padding_mode!r} (need 'zeros')")
+    return problems
+
+
+def supports(conv: nn.Module) -> bool:
+    """Whether :class:`WinogradConv2d` can replace ``conv`` (dense 3x3, stride 1, padding 1)."""
+    return not _problems(conv)
+
+
+def _check_conv(conv: nn.Module, name: str) -> None:
+    problems = _problems(conv)
     if problems:
         raise ValueError(
             f"WinogradConv2d needs a dense 3x3 conv with stride 1, padding 1, dilation 1, "
