@@ -251,11 +251,17 @@ def test_geometric_steps_keep_image_and_label_aligned(seed):
     np.testing.assert_array_equal(colours[check], label_color(out_mask)[check])
 
 
+#: One grey level after normalisation (the smallest std), plus float32 rounding.
+GREY = 1.0 / min(IMAGENET_STD) + 1e-5
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_full_pipeline_alignment_padding_and_label_range(seed):
-    # Photometric distortion maps colours through one global function, so inside the regions
-    # each label must still have a single colour, different labels keep their own pixels, and
-    # padding is image 0 / label 255.
+    # Photometric distortion maps colours through one global function up to OpenCV's own
+    # rounding: its HSV -> RGB conversion rounds the vectorised body and the scalar tail of a
+    # row differently (docs/pitfalls.md M1b; the original makes the same calls). So inside the
+    # regions each label keeps a single colour to within one grey level, different labels
+    # keep their own pixels, and padding is image 0 / label 255.
     image, mask = encoded_pair(200, 300, num_classes=6, block=40, seed=seed)
     out_image, out_mask = TrainTransform()(image, mask, seed=seed)
     assert out_image.shape == (512, 512, 3) and out_mask.shape == (512, 512)
@@ -265,7 +271,7 @@ def test_full_pipeline_alignment_padding_and_label_range(seed):
         if value == 255:
             continue
         pixels = out_image[inside & (out_mask == value)]
-        np.testing.assert_allclose(pixels, np.broadcast_to(pixels[0], pixels.shape), atol=1e-5)
+        np.testing.assert_allclose(pixels, np.broadcast_to(pixels[0], pixels.shape), atol=GREY)
 
 
 def test_small_image_is_padded_bottom_right_with_zero_and_ignore():

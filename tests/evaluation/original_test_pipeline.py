@@ -8,8 +8,9 @@ way ``tests/models/mmseg_reference.py`` restates the model. It follows the origi
 * ``Resize(keep_ratio=True)``: mmcv ``rescale_size`` and ``imresize`` (cv2 bilinear);
 * ``ResizeToMultiple(32)``: mmcv ``imresize_to_multiple`` on the uint8 result of Resize;
 * ``RandomFlip``: ``np.flip`` along the width;
-* ``Normalize(to_rgb=True)``: mmcv ``imnormalize_``: float32 copy, BGR->RGB, ``cv2.subtract``
-  of the float64 mean, ``cv2.multiply`` by the float64 ``1 / std``;
+* ``Normalize(to_rgb=True)``: mean and std kept as float32 arrays; mmcv ``imnormalize_``:
+  float32 copy, BGR->RGB, ``cv2.subtract`` of the float64 mean, ``cv2.multiply`` by the
+  float64 ``1 / std``, all in place;
 * ``ImageToTensor``: HWC -> CHW;
 * ``EncoderDecoder.inference``: per pass, logits resized bilinearly (``align_corners=False``)
   to the original size, softmax, un-flip; probabilities summed over passes, then argmax;
@@ -60,13 +61,29 @@ def resize_to_multiple(img: np.ndarray, divisor: int) -> np.ndarray:
 
 
 def imnormalize_bgr(img: np.ndarray) -> np.ndarray:
+    """mmseg ``Normalize.__call__`` then mmcv ``imnormalize`` / ``imnormalize_``, as written.
+
+    ``Normalize.__init__`` keeps ``np.array(mean, dtype=np.float32)`` and the same for std;
+    ``imnormalize`` copies the image to float32; ``imnormalize_`` takes ``np.float64`` of the
+    reshaped mean and ``1 / np.float64`` of the reshaped std and calls cvtColor, subtract and
+    multiply in place, ignoring what they return.
+    """
+    mean_f32 = np.array(MEAN, dtype=np.float32)
+    std_f32 = np.array(STD, dtype=np.float32)
     out = img.copy().astype(np.float32)
-    mean = np.float64(np.array(MEAN).reshape(1, -1))
-    stdinv = 1 / np.float64(np.array(STD).reshape(1, -1))
+    mean = np.float64(mean_f32.reshape(1, -1))
+    stdinv = 1 / np.float64(std_f32.reshape(1, -1))
     cv2.cvtColor(out, cv2.COLOR_BGR2RGB, out)
     cv2.subtract(out, mean, out)
     cv2.multiply(out, stdinv, out)
     return out
+
+
+def subtract_is_in_place(height: int, width: int) -> bool:
+    """Whether this OpenCV writes ``cv2.subtract(a, mean, a)`` into ``a`` for a float32
+    ``(height, width, 3)`` array (OpenCV 5.1 does not for width 1: docs/pitfalls.md M1c)."""
+    a = np.zeros((height, width, 3), np.float32)
+    return cv2.subtract(a, np.ones((1, 3)), a) is a and bool((a == -1).all())
 
 
 def pass_inputs(

@@ -15,9 +15,9 @@ in the original's order of operations (mmseg 0.21 test pipeline, docs/reference.
    ``ceil(h / d) * d x ceil(w / d) * d``. Two interpolations with uint8 rounding in between,
    never one resize from the original (docs/pitfalls.md C2).
 3. ``RandomFlip``: horizontal flip of the uint8 image.
-4. ``Normalize``: mmcv's ``imnormalize``: ``x - mean`` in float32, then times ``1 / std``
-   computed and multiplied in float64 and rounded to float32 (what ``cv2.subtract`` and
-   ``cv2.multiply`` with float64 scalars do), so the inputs match the original bit for bit.
+4. ``Normalize``: mmseg's ``Normalize`` and mmcv's ``imnormalize_``, the same OpenCV calls with
+   the same dtypes (:func:`normalize`), so the inputs match the original bit for bit on every
+   OpenCV release, whichever way that release rounds (docs/pitfalls.md M1).
 
 Then logits at the network input size: one forward (``whole``) or overlapping crops whose
 logits are averaged (``slide``, mmseg ``slide_inference``); logits resized bilinearly
@@ -123,17 +123,41 @@ def normalize(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
 ) -> torch.Tensor:
-    """RGB uint8 ``(H, W, 3)`` -> normalised float32 ``(1, 3, H, W)``, as mmcv computes it.
+    """RGB uint8 ``(H, W, 3)`` -> normalised float32 ``(1, 3, H, W)``, as the original computes it.
 
-    mmcv's ``imnormalize`` subtracts the mean in float32 and multiplies by ``1 / std``; the
-    product is formed in float64 and rounded to float32. ``(x - mean) / std`` in float32
-    differs in the last bit for about a third of the values.
+    mmseg's ``Normalize`` stores ``mean`` and ``std`` as float32 arrays; mmcv's ``imnormalize_``
+    converts the image to float32, then calls ``cv2.subtract`` with the float64 of that mean and
+    ``cv2.multiply`` with ``1 / float64(std)``. These are the same calls with the same dtypes,
+    so whatever an OpenCV release does with them (5.0 forms the product in float64, 5.1 in
+    float32) it does for both. (The BGR -> RGB swap the original does first is exact; ``image``
+    is RGB already.)
+
+    One deliberate difference: OpenCV 5.1 mishandles a one-pixel-wide 3-channel array (it
+    neither writes in place nor returns the right shape, docs/pitfalls.md M1c), so the original
+    feeds such an image unnormalised. Here the image is viewed as one row of pixels, ``(1, N,
+    3)``, which OpenCV processes like the contiguous ``(H, W, 3)`` array (elementwise ops run on
+    a continuous array as one long row), and a single pixel is doubled first.
     """
-    x = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)
-    mean_t = torch.tensor(mean, dtype=torch.float64).to(torch.float32).view(3, 1, 1)
-    inv_std = 1.0 / torch.tensor(std, dtype=torch.float64).view(3, 1, 1)
-    centred = (x - mean_t).to(torch.float64)
-    return (centred * inv_std).to(torch.float32).unsqueeze(0)
+    height, width = image.shape[:2]
+    mean32 = np.array(mean, dtype=np.float32)
+    std32 = np.array(std, dtype=np.float32)
+    mean64 = np.float64(mean32.reshape(1, -1))
+    stdinv = 1 / np.float64(std32.reshape(1, -1))
+    pixels = np.array(image, dtype=np.float32).reshape(1, height * width, 3)  # a fresh copy
+    if pixels.shape[1] == 1:
+        pixels = np.repeat(pixels, 2, axis=1)
+    _in_place(cv2.subtract(pixels, mean64, pixels), pixels)
+    _in_place(cv2.multiply(pixels, stdinv, pixels), pixels)
+    out = pixels[:, : height * width].reshape(height, width, 3)
+    return torch.from_numpy(out).permute(2, 0, 1).unsqueeze(0)
+
+
+def _in_place(result: np.ndarray, target: np.ndarray) -> None:
+    if result is not target:
+        raise RuntimeError(
+            f"OpenCV {cv2.__version__} did not write a {target.shape} float32 array in place; "
+            "install the versions in requirements.lock (docs/pitfalls.md M1c)"
+        )
 
 
 def _as_uint8_rgb(image: np.ndarray | torch.Tensor) -> np.ndarray:
