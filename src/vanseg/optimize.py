@@ -53,7 +53,6 @@ from vanseg.models.layers.fast import (
     depthwise_gelu,
     is_pointwise,
     linear_nhwc,
-    onednn_fusion_available,
 )
 from vanseg.models.layers.winograd import WinogradConv2d
 from vanseg.models.segmentor import Segmentor
@@ -168,7 +167,6 @@ class FoldedBlock(nn.Module):
             and x.device.type == "cpu"
             and x.dtype in (torch.float32, torch.bfloat16)
             and x.is_contiguous(memory_format=torch.channels_last)
-            and onednn_fusion_available()
         ):
             return self._forward_fused(x)
         attn = self.proj_2(self.lka(self.act(self.proj_1(x))))

@@ -17,7 +17,6 @@ from vanseg.models.layers.fast import (
     PhaseDilatedConv,
     PointwiseConv,
     RecycledResize,
-    onednn_fusion_available,
 )
 from vanseg.optimize import FoldedBlock, _replace_children, max_relative_difference
 
@@ -83,7 +82,6 @@ def test_light_ham_squeeze_before_resize_is_the_same_map() -> None:
     assert max_relative_difference(plain, fast) <= 1e-5
 
 
-@pytest.mark.skipif(not onednn_fusion_available(), reason="no oneDNN fused ops in this build")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("band_bytes", [2**30, 1])  # whole map; one row per band
 def test_fused_block_equals_the_block(

@@ -14,7 +14,9 @@ configuration once, in turn (interleaved, so load changes on a shared machine hi
 The table gives the median, the interquartile range, the ratio ``plain median / median``,
 the peak memory of one extra call (CUDA allocator peak above the memory in use before it; on
 CPU the peak rise of the resident size, sampled every millisecond) and the largest logit
-difference from the plain model, relative to its largest logit (same NMF seed).
+difference from the plain model, relative to its largest logit (same NMF seed). Below the table,
+the kernels each configuration ran: fused oneDNN ops or the plain ops standing in where this CPU
+lacks them (:mod:`vanseg.models.layers.kernels`), Winograd tiles, phase-split dilated convs.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vanseg.api import build_model_from_config
+from vanseg.models.layers import kernels
 from vanseg.models.segmentor import Segmentor
 from vanseg.optimize import PRECISIONS, max_relative_difference, optimize
 from vanseg.training.module import banded_loss_default, loss_terms
@@ -204,11 +207,13 @@ def benchmark(
     rows: list[dict] = []
     images = torch.randn(1, 3, size, size, device=device)
     modules = inference_configs(model, precisions, compile)
-    outputs = {}
+    outputs, ran = {}, {}
     with torch.inference_mode():
         for name, module in modules.items():
             torch.manual_seed(0)
-            outputs[name] = module(images)
+            with kernels.recording() as counts:
+                outputs[name] = module(images)
+            ran[name] = dict(sorted(counts.items()))
         configs = {name: (lambda m=m: m(images)) for name, m in modules.items()}
         times = compare(configs, device, warmup, rounds)
         for name, fn in configs.items():
@@ -220,6 +225,7 @@ def benchmark(
                     **_stats(times[name]),
                     "peak_mem_mb": peak_memory_mb(fn, device),
                     "max_rel_diff": max_relative_difference(outputs["plain fp32"], outputs[name]),
+                    "kernels": ran[name],
                 }
             )
     del modules, outputs, configs
@@ -281,6 +287,17 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def kernels_report(rows: list[dict]) -> str:
+    """Which special kernels each inference configuration ran, with call counts per image
+    (fused oneDNN ops or their plain fallbacks, Winograd tiles, phase-split convs)."""
+    lines = ["kernels that ran (calls per image):"]
+    for r in rows:
+        if r.get("kernels") is not None:
+            used = ", ".join(f"{k} x{n}" for k, n in r["kernels"].items()) or "plain ops only"
+            lines.append(f"  {r['config']}: {used}")
+    return "\n".join(lines)
+
+
 @user_errors("python -m vanseg.tools.benchmark")
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(
@@ -338,6 +355,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         f"{args.rounds} interleaved rounds)"
     )
     Console(width=None if Console().is_terminal else 160).print(_table(rows, title))
+    print(kernels_report(rows))
     if args.markdown:
         print(f"{title}:\n\n{markdown_table(rows)}")
     if args.json:

@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import functools
 import threading
 
 import torch
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vanseg.models.heads.upernet import UPerHead
+from vanseg.models.layers import kernels
 from vanseg.models.layers.winograd import WinogradConv2d
 
 __all__ = [
@@ -177,22 +177,6 @@ class RecycledResize(nn.Module):
             return out.detach()  # a new tensor on the same storage: it counts as a user
 
 
-@functools.cache
-def onednn_fusion_available() -> bool:
-    """Whether the oneDNN fused conv/linear + pointwise ops (those inductor uses) run here."""
-    try:
-        x = torch.ones(1, 2, 2, 4)
-        torch.ops.mkldnn._linear_pointwise(x, torch.ones(4, 4), None, "gelu", [], "none")
-        x4 = x.permute(0, 3, 1, 2)
-        w = torch.ones(4, 1, 3, 3)
-        torch.ops.mkldnn._convolution_pointwise(
-            x4, w, None, [1, 1], [1, 1], [1, 1], 4, "gelu", [], "none"
-        )
-    except (AttributeError, RuntimeError):
-        return False
-    return True
-
-
 class CastCache:
     """Frozen weights cast once per dtype (the fused oneDNN ops do not autocast).
 
@@ -220,18 +204,39 @@ def linear_nhwc(
     binary: str | None = None,
     other: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """oneDNN ``linear`` on a (..., C) tensor with a fused ``unary`` or ``binary`` epilogue.
+    """``linear`` on a (..., C) tensor with a ``unary`` or ``binary`` epilogue, fused in oneDNN.
 
     ``unary="gelu"`` gives ``gelu(x W^T + b)`` (exact erf GELU); ``binary="add"|"mul"`` gives
-    ``(x W^T + b) op other``.
+    ``(x W^T + b) op other``. Where this CPU has no fused kernel for the op in ``x``'s dtype
+    (:mod:`~vanseg.models.layers.kernels`), the same is computed with the plain ops.
     """
-    if binary is not None:
-        return torch.ops.mkldnn._linear_pointwise.binary(x, other, weight, bias, binary)
-    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, unary, [], "none")
+    op = {None: "linear", "add": "linear+add", "mul": "linear*mul"}[binary]
+    if binary is None and unary == "gelu":
+        op = "linear+gelu"
+    if kernels.has_fused(op, x.dtype):
+        kernels.record(f"oneDNN {op} ({x.dtype})")
+        if binary is not None:
+            return torch.ops.mkldnn._linear_pointwise.binary(x, other, weight, bias, binary)
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, unary, [], "none")
+    kernels.record(f"plain {op} ({x.dtype})")
+    out = F.linear(x, weight, bias)
+    if op == "linear":
+        return out
+    if binary == "add":
+        return out.add_(other)
+    if binary == "mul":
+        return out.mul_(other)
+    return F.gelu(out)
 
 
 def depthwise_gelu(x: torch.Tensor, conv: nn.Conv2d, weight: torch.Tensor, bias) -> torch.Tensor:
-    """``gelu(conv(x))`` for a depthwise conv, fused in oneDNN (channels_last in and out)."""
+    """``gelu(conv(x))`` for a depthwise conv, fused in oneDNN where this CPU can (channels_last
+    in and out), else with the plain ops."""
+    if not kernels.has_fused("depthwise+gelu", x.dtype):
+        kernels.record(f"plain depthwise+gelu ({x.dtype})")
+        out = F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+        return F.gelu(out)
+    kernels.record(f"oneDNN depthwise+gelu ({x.dtype})")
     return torch.ops.mkldnn._convolution_pointwise(
         x,
         weight,
@@ -275,6 +280,7 @@ class PhaseDilatedConv(nn.Module):
         self.bias = _frozen(conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kernels.record(f"dilated depthwise conv on phases ({x.dtype})")
         b, c, h, w = x.shape
         d = self.dilation
         xt = x.permute(0, 2, 3, 1)  # (B, H, W, C); contiguous for a channels_last input

@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vanseg.models.layers.kernels import record as record_kernel
+
 __all__ = [
     "TILE_POINTS",
     "TILE_SIZES",
@@ -233,6 +235,7 @@ class WinogradConv2d(nn.Module):
         if not winograd_pays_off(
             self.in_channels, self.out_channels, *parts[0].shape[2:], self.min_gmacs, self.min_side
         ):
+            record_kernel("conv2d 3x3 (Winograd not worth it at this size)")
             whole = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
             return F.conv2d(whole, self.weight, self.bias, padding=1).contiguous()
         device_type = parts[0].device.type
@@ -241,6 +244,7 @@ class WinogradConv2d(nn.Module):
             mm_dtype = torch.get_autocast_dtype(device_type)
         with torch.autocast(device_type, enabled=False), torch.no_grad():
             tile = self.tile if mm_dtype == torch.float32 else self.autocast_tile
+            record_kernel(f"Winograd F({tile}x{tile},3x3) ({mm_dtype})")
             return self._forward(parts, tile, mm_dtype)
 
     def _forward(self, parts: list[torch.Tensor], tile: int, mm_dtype: torch.dtype) -> torch.Tensor:
