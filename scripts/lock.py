@@ -94,7 +94,7 @@ def write(python: str) -> None:
     pins = sorted((line for line in frozen.splitlines() if PIN_LINE.match(line)), key=str.lower)
     header = [
         "# Every package of the dev environment (`make install`), pinned at the versions CI ran.",
-        "# Written by `make lock` (scripts/lock.py) from the newest versions pyproject.toml allows.",
+        "# Written by `make lock` (scripts/lock.py): the newest versions pyproject.toml allows.",
         f"# pyproject-requirements-sha256: {requirements_hash()}",
     ]
     text = "\n".join(header + pins) + "\n"
