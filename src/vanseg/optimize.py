@@ -30,6 +30,7 @@ in the plain model, so with the same seed the fp32 result matches it within 1e-4
 from __future__ import annotations
 
 import copy
+import logging
 from typing import Literal
 
 import torch
@@ -40,7 +41,7 @@ from vanseg.models.backbones.van import Block, OverlapPatchEmbed, Stage
 from vanseg.models.heads.base import resize
 from vanseg.models.heads.light_ham import LightHamHead
 from vanseg.models.heads.upernet import UPerHead
-from vanseg.models.layers import winograd
+from vanseg.models.layers import kernels, winograd
 from vanseg.models.layers.conv import ConvNormAct
 from vanseg.models.layers.fast import (
     CastCache,
@@ -67,6 +68,8 @@ __all__ = [
     "max_relative_difference",
     "optimize",
 ]
+
+log = logging.getLogger("vanseg")
 
 Precision = Literal["fp32", "bf16", "fp16"]
 #: Accepted ``precision`` values and the autocast dtype they select (None: no autocast).
@@ -388,9 +391,16 @@ class FastSegmentor(nn.Module):
 
 def _check_device(model: nn.Module, precision: str) -> None:
     device = next(model.parameters()).device
-    if precision == "fp16" and device.type == "cpu":
-        # CPU autocast supports fp16 in recent torch, but oneDNN has few fp16 kernels: allowed,
-        # just slow; the check is for the GPU capability below.
+    if device.type == "cpu" and precision != "fp32":
+        # Allowed everywhere; where this CPU has no native kernels of the dtype (fp16 on most,
+        # bf16 without AVX512-BF16/AMX), the ops run in software and slower than fp32.
+        if not kernels.fused_ops(PRECISIONS[precision]):
+            log.warning(
+                "precision=%s: this CPU has no native %s kernels, so it runs slower than fp32 "
+                "(python -m vanseg.tools.benchmark measures it); precision=fp32 is faster here",
+                precision,
+                precision,
+            )
         return
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise OptimizeError(

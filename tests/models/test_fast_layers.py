@@ -12,11 +12,14 @@ from torch import nn
 
 from vanseg.models import LightHamHead
 from vanseg.models.backbones.van import Block
+from vanseg.models.layers import kernels
 from vanseg.models.layers.fast import (
     FastLightHamHead,
     PhaseDilatedConv,
     PointwiseConv,
     RecycledResize,
+    depthwise_gelu,
+    linear_nhwc,
 )
 from vanseg.optimize import FoldedBlock, _replace_children, max_relative_difference
 
@@ -114,6 +117,90 @@ def test_fused_block_equals_the_block(
     tolerance = 1e-5 if dtype == torch.float32 else 2e-2
     assert max_relative_difference(expected, fused) <= tolerance
     assert max_relative_difference(unfused, fused) <= tolerance
+
+
+#: Largest difference between a fused kernel and the plain ops, relative to the largest output:
+#: a few roundings of the dtype (bf16 keeps 8 significant bits, fp16 11).
+FUSED_TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 3e-3}
+
+
+def _fused_and_plain(op: str, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fast path's call of ``op`` on VAN-sized operands, and the plain ops it stands for."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 13, 11, 64, generator=gen).to(dtype)  # (B, H, W, C)
+    w, b = torch.randn(96, 64, generator=gen).to(dtype) / 8, torch.randn(96).to(dtype)
+    other = torch.randn(2, 13, 11, 96, generator=gen).to(dtype)
+    with torch.inference_mode():
+        if op == "depthwise+gelu":
+            conv = nn.Conv2d(64, 64, 3, padding=1, groups=64)
+            img = x.permute(0, 3, 1, 2)  # channels_last memory
+            weight, bias = conv.weight.detach().to(dtype), conv.bias.detach().to(dtype)
+            plain = F.gelu(F.conv2d(img, weight, bias, padding=1, groups=64))
+            return depthwise_gelu(img, conv, weight, bias), plain
+        plain = F.linear(x, w, b)
+        if op == "linear":
+            return linear_nhwc(x, w, b), plain
+        if op == "linear+gelu":
+            return linear_nhwc(x, w, b, "gelu"), F.gelu(plain)
+        binary = "add" if op == "linear+add" else "mul"
+        expected = plain + other if binary == "add" else plain * other
+        return linear_nhwc(x, w, b, binary=binary, other=other), expected
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("op", kernels.FUSED_OPS)
+def test_fused_kernel_equals_the_plain_ops(op: str, dtype: torch.dtype) -> None:
+    """On every CPU: a fused kernel that this CPU has must equal the plain ops; one it lacks
+    is skipped with the reason (the fast path then runs the plain ops, tested below)."""
+    if not kernels.has_fused(op, dtype):
+        pytest.skip(f"no fused {op} in {dtype} here: {kernels.unavailable_reason(op, dtype)}")
+    with kernels.recording() as ran:
+        fused, plain = _fused_and_plain(op, dtype)
+    assert list(ran) == [f"oneDNN {op} ({dtype})"]
+    assert fused.dtype == plain.dtype == dtype and fused.shape == plain.shape
+    assert max_relative_difference(plain.float(), fused.float()) <= FUSED_TOLERANCE[dtype]
+
+
+@pytest.fixture
+def no_fused_kernels(monkeypatch: pytest.MonkeyPatch):
+    """Every fused kernel fails its probe, as bf16 ones do on an AVX2 CPU."""
+
+    def failing(fused, plain, dtype):
+        return "could not create a primitive descriptor (simulated)"
+
+    kernels._probe_all.cache_clear()
+    monkeypatch.setattr(kernels, "_probe", failing)
+    yield
+    kernels._probe_all.cache_clear()  # the next caller probes the real kernels again
+
+
+@pytest.mark.parametrize("op", kernels.FUSED_OPS)
+def test_missing_fused_kernels_fall_back_to_the_plain_ops(
+    op: str, no_fused_kernels, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="vanseg"), kernels.recording() as ran:
+        fallback, plain = _fused_and_plain(op, torch.float32)
+        _fused_and_plain(op, torch.float32)
+    assert dict(ran) == {f"plain {op} (torch.float32)": 2}
+    torch.testing.assert_close(fallback, plain, rtol=1e-6, atol=1e-6)
+    (record,) = caplog.records  # probed once: one line, naming every missing op
+    assert "unavailable in float32" in record.getMessage()
+    assert all(name in record.getMessage() for name in kernels.FUSED_OPS)
+
+
+def test_fused_block_without_fused_kernels_equals_the_block(no_fused_kernels) -> None:
+    torch.manual_seed(0)
+    block = Block(16, mlp_ratio=4).eval()
+    folded = FoldedBlock(block)
+    _replace_children(folded)
+    folded = folded.to(memory_format=torch.channels_last)
+    folded.fused = True
+    x = torch.randn(2, 16, 11, 9).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), kernels.recording() as ran:
+        fast = folded(x)
+        expected = block(x)
+    assert all(name.startswith("plain ") for name in ran) and ran
+    assert max_relative_difference(expected, fast) <= 1e-5
 
 
 @pytest.mark.parametrize("size", [(1, 1), (2, 5), (9, 9), (13, 17), (30, 31)])
