@@ -3,11 +3,11 @@
     python -m vanseg.tools.benchmark backbone=van_tiny head=light_ham [--train] [--compile]
         [--device cuda] [--threads 2] [--rounds 10] [--json out.json]
 
-Inference (eval, batch 1, 1x3xSxS): the plain eager float32 NCHW segmentor (the original's
-speed) and :func:`vanseg.optimize` at each ``--precisions`` (plus compiled variants with
-``--compile``). Training (``--train``, batch 2): forward + loss + backward + AdamW step of the
-plain model (for-loop AdamW) and of the training levers of ``module.*`` (compile, fused
-AdamW, channels_last; :mod:`vanseg.training.speed`).
+Inference (eval, ``--batch`` images of 3xSxS, default 1): the plain eager float32 NCHW
+segmentor (the original's speed) and :func:`vanseg.optimize` at each ``--precisions`` (plus
+compiled variants with ``--compile``). Training (``--train``, batch 2): forward + loss +
+backward + AdamW step of the plain model (for-loop AdamW) and of the training levers of
+``module.*`` (compile, fused AdamW, channels_last; :mod:`vanseg.training.speed`).
 
 Every configuration gets ``--warmup`` untimed calls; then ``--rounds`` rounds each time every
 configuration once, in turn (interleaved, so load changes on a shared machine hit all alike).
@@ -201,11 +201,12 @@ def benchmark(
     compile: bool = False,
     train: bool = False,
     train_batch: int = 2,
+    batch: int = 1,
 ) -> list[dict]:
     """One row per configuration: times, ratio to the plain model, peak memory, logit diff."""
     model = model.to(device).eval()
     rows: list[dict] = []
-    images = torch.randn(1, 3, size, size, device=device)
+    images = torch.randn(batch, 3, size, size, device=device)
     modules = inference_configs(model, precisions, compile)
     outputs, ran = {}, {}
     with torch.inference_mode():
@@ -221,7 +222,7 @@ def benchmark(
                 {
                     "mode": "inference",
                     "config": name,
-                    "batch": 1,
+                    "batch": batch,
                     **_stats(times[name]),
                     "peak_mem_mb": peak_memory_mb(fn, device),
                     "max_rel_diff": max_relative_difference(outputs["plain fp32"], outputs[name]),
@@ -313,6 +314,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         "--precisions", default=None, help="comma list of fp32,bf16,fp16 (default by device)"
     )
     parser.add_argument("--size", type=int, default=512, help="square input size")
+    parser.add_argument("--batch", type=int, default=1, help="inference batch size")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
@@ -343,6 +345,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         precisions,
         args.compile,
         args.train,
+        batch=args.batch,
     )
     name = f"{cfg.hydra.runtime.choices.backbone} + {cfg.hydra.runtime.choices.head}"
     hardware = (
@@ -351,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     )
     title = (
-        f"{name} on {hardware} ({args.size}x{args.size}, {args.warmup} warm-up, "
+        f"{name} on {hardware} ({args.batch}x{args.size}x{args.size}, {args.warmup} warm-up, "
         f"{args.rounds} interleaved rounds)"
     )
     Console(width=None if Console().is_terminal else 160).print(_table(rows, title))
