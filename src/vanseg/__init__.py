@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from vanseg.api import build_model, build_model_from_config, load_model, save_model
 from vanseg.optimize import optimize
 from vanseg.training.run_dir import register_resolver as _register_resolver
+from vanseg.trust import UntrustedConfigError, trust_model_targets
 
 _register_resolver()  # ${vanseg.fresh_dir:...} in conf/hydra/default.yaml
 
@@ -26,6 +27,8 @@ __all__ = [
     "optimize",
     "save_model",
     "save_pretrained",
+    "trust_model_targets",
+    "UntrustedConfigError",
     "__version__",
 ]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -13,6 +12,7 @@ from hydra.utils import instantiate
 
 from vanseg.models.pretrained import CheckpointError, check_and_load, load_file
 from vanseg.models.segmentor import Segmentor
+from vanseg.trust import check_model_config
 from vanseg.utils.atomic import atomic_path
 
 __all__ = [
@@ -119,8 +119,9 @@ def save_model(
 def load_model(path: str | Path, unsafe_load: bool = False) -> Segmentor:
     """Rebuild a model from a vanseg checkpoint (converted or trained) and return it in eval mode.
 
-    The model is built from the config stored in the file (``backbone.pretrained`` is not
-    reloaded), then the weights are loaded strictly.
+    The model is built from the config stored in the file once it has passed the gate for
+    stored configs (`vanseg.trust`; ``backbone.pretrained`` is not reloaded), then the weights
+    are loaded strictly.
     """
     return model_from_checkpoint(load_file(path, unsafe_load, "unsafe_load"), str(path))
 
@@ -138,9 +139,7 @@ def model_from_checkpoint(ckpt: Mapping[str, Any], source: str = "checkpoint") -
             f"{source} has no vanseg model config (key '{CKPT_KEY}'). Convert an original "
             "mmseg checkpoint with `python -m vanseg.tools.convert IN OUT backbone=... head=...`."
         )
-    model_cfg = copy.deepcopy(meta["model"])
-    model_cfg["backbone"]["pretrained"] = None
-    model = build_model_from_config(model_cfg)
+    model = build_model_from_config(check_model_config(meta["model"], source, "vanseg.model"))
     state = ckpt["state_dict"]
     if state and all(k.startswith("model.") for k in state):  # a Lightning checkpoint
         state = {k.removeprefix("model."): v for k, v in state.items()}

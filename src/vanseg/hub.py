@@ -29,6 +29,7 @@ from torch import nn
 from vanseg.errors import VansegError
 from vanseg.evaluation.checkpoint import LoadedCheckpoint
 from vanseg.metadata import MetadataError, ModelMeta
+from vanseg.trust import check_model_config
 from vanseg.utils.atomic import write_atomic
 
 __all__ = [
@@ -182,6 +183,8 @@ def load_pretrained(source: str | Path, **hub_options: Any) -> LoadedCheckpoint:
 
     folder = resolve_pretrained(source, **hub_options)
     config = _read_config(folder / CONFIG_NAME)
+    # The gate for stored configs (vanseg.trust), before anything is built from it.
+    config["model"] = check_model_config(config.get("model"), str(folder / CONFIG_NAME))
     try:
         meta = ModelMeta.from_dict(config)
     except (KeyError, TypeError, ValueError, MetadataError) as err:
@@ -193,9 +196,7 @@ def load_pretrained(source: str | Path, **hub_options: Any) -> LoadedCheckpoint:
         state = load_file(str(weights), device="cpu")
     except (OSError, SafetensorError) as err:
         raise PretrainedError(f"cannot read {weights}: {err}") from err
-    model_cfg = json.loads(json.dumps(dict(meta.model)))  # a private, mutable copy
-    model_cfg["backbone"]["pretrained"] = None  # the weights come from the folder
-    model = build_model_from_config(model_cfg)
+    model = build_model_from_config(json.loads(json.dumps(dict(meta.model))))  # a private copy
     try:
         check_and_load(model, state, str(weights))
     except CheckpointError as err:

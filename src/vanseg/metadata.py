@@ -33,6 +33,7 @@ from vanseg.data.classes import (
 from vanseg.data.transforms import ADE20K_SCALE, IMAGENET_MEAN, IMAGENET_STD
 from vanseg.errors import VansegError
 from vanseg.evaluation.protocol import MS_RATIOS
+from vanseg.trust import check_data_config, check_model_config
 
 __all__ = [
     "FAMILY_HEADS",
@@ -195,16 +196,22 @@ class ModelMeta:
 
     @classmethod
     def from_checkpoint(cls, ckpt: Mapping[str, Any], source: str = "checkpoint") -> ModelMeta:
-        """From a loaded vanseg checkpoint dict (its ``vanseg`` entry).
+        """From a loaded vanseg checkpoint dict (its ``vanseg`` entry), through the gate for
+        stored configs (`vanseg.trust`).
 
         Raises:
+            UntrustedConfigError: The stored model or data config is not allowed.
             MetadataError: The dict has no ``vanseg`` entry with a model config.
         """
         meta = ckpt.get("vanseg") if isinstance(ckpt, Mapping) else None
         if not isinstance(meta, Mapping) or not meta.get("model"):
             raise MetadataError(f"{source} stores no vanseg model config ('vanseg' entry)")
-        data = (meta.get("config") or {}).get("data")
-        return cls.from_model_and_data(meta["model"], data)
+        model = check_model_config(meta["model"], source, "vanseg.model")
+        stored = meta.get("config")
+        data = stored.get("data") if isinstance(stored, Mapping) else None
+        if data is not None:
+            data = check_data_config(data, source, "vanseg.config.data")
+        return cls.from_model_and_data(model, data)
 
     def with_data(self, data: Mapping[str, Any]) -> ModelMeta:
         """The same model described with another data config (e.g. ``eval.py data=...``)."""

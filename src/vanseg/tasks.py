@@ -35,6 +35,7 @@ from vanseg.training.signals import (
     TrainingInterrupted,
     TrainingStopped,
 )
+from vanseg.trust import apply_trusted_targets, check_model_config
 from vanseg.utils.config import model_config
 from vanseg.utils.config_checks import check_train_config
 from vanseg.utils.hydra_callbacks import RESULT_FILE
@@ -118,9 +119,9 @@ def resolve_ckpt_path(ckpt_path: str | None, cfg: DictConfig) -> str | None:
 def _check_resume_compatible(path: str, model_cfg: dict[str, Any]) -> dict[str, Any]:
     """The checkpoint's stored model config must equal the one being trained."""
     meta = load_file(path).get("vanseg") or {}
-    stored = meta.get("model")
-    if stored is None:
+    if meta.get("model") is None:
         raise CheckpointError(f"{path} was not written by vanseg training (no model config)")
+    stored = check_model_config(meta["model"], path, "vanseg.model")  # the gate (vanseg.trust)
 
     def essentials(c: dict[str, Any]) -> dict[str, Any]:
         out = {k: c.get(k) for k in ("neck", "head", "aux_head")}
@@ -183,6 +184,7 @@ def _loggers(cfg: DictConfig, wandb_run_id: str | None) -> list[Any]:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train (and validate) the configured model; returns the final metrics."""
     check_train_config(cfg)  # types, ranges and devices, before any data or model work
+    apply_trusted_targets(cfg)  # the user's own extra model targets (vanseg.trust)
     callbacks = _instantiate_all(cfg.get("callbacks"))
     bar_on_terminal = stdout_is_terminal() and any(isinstance(c, ProgressBar) for c in callbacks)
     if not bar_on_terminal:  # in a file the text log replaces the bar
@@ -240,7 +242,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     stop.install()
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except NonFiniteLossError as err:
         kept = (  # rank 0 owns the checkpoint folder
             keep_finite_checkpoint(emergency.dirpath, module.global_step)

@@ -19,11 +19,15 @@ def run(cfg: DictConfig) -> None:
     """Hydra task: segment ``cfg.input`` into ``cfg.output``."""
     from vanseg.errors import ConfigError
     from vanseg.evaluation.predict import run_predict
+    from vanseg.trust import apply_trusted_targets
+
+    apply_trusted_targets(cfg)
 
     missing = [key for key in ("ckpt_path", "input", "output") if OmegaConf.is_missing(cfg, key)]
     if missing:
         raise ConfigError(f"missing {' '.join(k + '=...' for k in missing)}")
     options = OmegaConf.to_container(cfg, resolve=True)
+    options.pop("trusted_targets", None)  # applied above
     try:
         run_predict(**options)
     except ValueError as err:  # option values (palette, opacity) checked by the library

@@ -57,6 +57,7 @@ from vanseg.evaluation.report import (
 )
 from vanseg.metadata import ModelMeta
 from vanseg.optimize import OptimizeError, for_inference
+from vanseg.trust import apply_trusted_targets, check_data_config
 from vanseg.utils.distributed import get_world_size, rank_and_world_size, resolve_device
 
 __all__ = [
@@ -234,6 +235,8 @@ class _Setup:
 def _setup(cfg: DictConfig, overrides: Sequence[str], device: torch.device, rank: int) -> _Setup:
     loaded = load_checkpoint(str(cfg.ckpt_path), bool(cfg.unsafe_load))
     stored = (loaded.entry.get("config") or {}).get("data")
+    if stored is not None:  # the gate for stored configs, before it is instantiated
+        stored = check_data_config(stored, str(cfg.ckpt_path), "vanseg.config.data")
     data_cfg, source = resolve_data_config(cfg, stored, overrides)
     dm = instantiate(data_cfg)  # reads no files yet
     if loaded.meta.num_classes != dm.num_classes:
@@ -270,6 +273,7 @@ def run_eval(cfg: DictConfig, overrides: Sequence[str] | None = None) -> EvalRes
             existing results without ``overwrite``, invalid inference options (`EvalError`,
             `CheckpointInputError`, `OutputExistsError`).
     """
+    apply_trusted_targets(cfg)
     overrides = _task_overrides() if overrides is None else list(overrides)
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
         raise EvalError("missing ckpt_path=<checkpoint file>")

@@ -24,19 +24,22 @@ class CheckpointError(VansegError, RuntimeError):
     """A checkpoint file cannot be read or does not fit the model."""
 
 
-def load_file(path: str | Path, unsafe_load: bool = False, option: str = "unsafe_load") -> Any:
+def load_file(
+    path: str | Path, unsafe_load: bool = False, option: str = "unsafe_load", mmap: bool = False
+) -> Any:
     """``torch.load`` on the CPU with ``weights_only=True`` unless explicitly allowed.
 
     Args:
         path: File to read.
         unsafe_load: Allow full unpickling (runs code stored in the file: trusted files only).
         option: Name of the user-facing switch, quoted in the error message.
+        mmap: Map the tensors instead of reading them (for a quick look at large files).
     """
     path = Path(path)
     if not path.is_file():
         raise InputNotFoundError(f"checkpoint file not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=not unsafe_load)
+        return torch.load(path, map_location="cpu", weights_only=not unsafe_load, mmap=mmap)
     except Exception as err:  # torch raises EOFError, RuntimeError, UnpicklingError, KeyError...
         raise _explain(path, err, unsafe_load, option) from err
 

@@ -282,9 +282,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     _, overrides = split_overrides(parser, argv)
     from vanseg.api import load_model
     from vanseg.optimize import fold_model
+    from vanseg.trust import apply_trusted_targets
     from vanseg.utils.config import compose_config
 
     cfg = compose_config(overrides, config_name="export")
+    apply_trusted_targets(cfg)
     if OmegaConf.is_missing(cfg, "ckpt_path"):
         parser.error("give the checkpoint: ckpt_path=PATH")
     opts = OmegaConf.to_container(cfg, resolve=True)

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from vanseg.models.pretrained import CheckpointError, load_file
+
 __all__ = ["BestCheckpoint", "keep_finite_checkpoint", "checkpoint_step"]
 
 log = logging.getLogger("vanseg")
@@ -49,13 +51,26 @@ class BestCheckpoint(ModelCheckpoint):
 
 
 def checkpoint_step(path: Path) -> int:
-    """The ``global_step`` stored in a Lightning checkpoint."""
-    return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["global_step"])
+    """The ``global_step`` stored in a Lightning checkpoint (read with ``weights_only=True``)."""
+    return int(load_file(path, mmap=True)["global_step"])
 
 
-def _finite(path: Path) -> bool:
-    state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)["state_dict"]
-    return all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+def _step_if_finite(path: Path) -> tuple[int, bool]:
+    """``(global_step, all float weights finite)`` of a checkpoint, read once and safely."""
+    ckpt = load_file(path, mmap=True)
+    finite = all(
+        torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point()
+    )
+    return int(ckpt["global_step"]), finite
+
+
+def _move_aside(path: Path, prefix: str) -> None:
+    target = path.with_name(f"{prefix}_{path.name}")
+    n = 1
+    while target.exists():  # never replace an earlier one
+        target = path.with_name(f"{prefix}{n}_{path.name}")
+        n += 1
+    path.rename(target)
 
 
 def keep_finite_checkpoint(ckpt_dir: Path, bad_step: int) -> Path | None:
@@ -64,26 +79,32 @@ def keep_finite_checkpoint(ckpt_dir: Path, bad_step: int) -> Path | None:
     Checkpoints of ``bad_step`` or later hold the weights that produced the bad loss (or newer
     ones); they are renamed to ``nonfinite_<name>`` (kept for inspection, never taken by
     ``ckpt_path=last``), and ``last.ckpt`` becomes a copy of the newest earlier checkpoint with
-    finite weights. Returns that checkpoint, or None if there is none.
+    finite weights. Every file is read with ``weights_only=True``; one that cannot be read that
+    way (damaged, or holding pickled objects) is renamed to ``unreadable_<name>`` with one log
+    line, never unpickled. Returns that checkpoint, or None if there is none.
     """
     if not ckpt_dir.is_dir():
         return None
     good: list[tuple[int, Path]] = []
     for path in sorted(ckpt_dir.glob("*.ckpt")):
-        if path.name.startswith("nonfinite_"):
+        if path.name.startswith(("nonfinite_", "unreadable_")):
             continue
-        step = checkpoint_step(path)
-        if step >= bad_step or not _finite(path):
-            path.rename(path.with_name(f"nonfinite_{path.name}"))
+        try:
+            step, finite = _step_if_finite(path)
+        except (CheckpointError, KeyError, TypeError, AttributeError) as err:
+            reason = err if isinstance(err, CheckpointError) else f"no {err} entry"
+            log.warning("moved %s aside as unreadable_%s: %s", path.name, path.name, reason)
+            _move_aside(path, "unreadable")
+            continue
+        if step >= bad_step or not finite:
+            _move_aside(path, "nonfinite")
             log.warning("moved %s (step %d, not before the bad step) aside", path.name, step)
-        elif path.name != "last.ckpt":
+        else:
             good.append((step, path))
-    last = ckpt_dir / "last.ckpt"
-    if last.is_file():
-        good.append((checkpoint_step(last), last))
     if not good:
         return None
     step, best = max(good, key=lambda sp: (sp[0], sp[1].name != "last.ckpt"))
+    last = ckpt_dir / "last.ckpt"
     if best != last and not (last.is_file() and checkpoint_step(last) == step):
         tmp = last.with_name(".last.ckpt.tmp")
         tmp.write_bytes(best.read_bytes())
