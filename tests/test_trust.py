@@ -269,3 +269,15 @@ def test_a_user_backbone_loads_only_once_trusted(real_files, tmp_path, monkeypat
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(model(x), reference(x))
+
+
+@pytest.mark.parametrize("backbone", ["timm_resnet18", "van_test"])
+def test_shipped_backbones_load_back_with_the_same_logits(backbone: str, tmp_path) -> None:
+    cfg = model_config(compose_config([f"backbone={backbone}", "head=fpn", "data.num_classes=4"]))
+    torch.manual_seed(0)
+    model = vanseg.build_model_from_config(cfg).eval()
+    vanseg.save_model(model, cfg, tmp_path / "m.ckpt")
+    loaded = vanseg.load_model(tmp_path / "m.ckpt")
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
