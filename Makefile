@@ -37,10 +37,15 @@ flops: $(STAMP)  ## params/GMACs of all 17 published configurations
 wheel: $(STAMP)  ## build dist/vanseg-*.whl (the conf/ tree included, as vanseg.conf)
 	$(BIN)/pip wheel --no-deps --no-build-isolation -w dist .
 
+VERSIONS := import cv2, torch; print(f"OpenCV {cv2.__version__}, torch {torch.__version__}, \
+	ATen CPU capability {torch.backends.cpu.get_cpu_capability()}")
+
 test: $(STAMP)  ## fast test suite (no GPU, no network), in the locked environment
+	@$(BIN)/python -c '$(VERSIONS)'
 	$(BIN)/pytest -q $(FAST) --durations=10
 
 test-avx2: $(STAMP)  ## fast test suite as on an AVX2-only CPU (emulated; numerics, not speed)
+	@$(AVX2) $(BIN)/python -c '$(VERSIONS)'
 	$(AVX2) $(BIN)/pytest -q $(FAST) -p no:cacheprovider
 
 test-newest:  ## fast test suite with the newest versions pyproject.toml allows (.venv-newest)
