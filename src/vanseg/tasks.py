@@ -264,7 +264,34 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         ) from err
     finally:
         stop.restore()
+    _complete_last_step(trainer, module, datamodule)
     return _finish(cfg, trainer, module)
+
+
+def _complete_last_step(trainer: pl.Trainer, module: SegmentationModule, datamodule: Any) -> None:
+    """Save and validate the final step when ``max_steps`` is not on the checkpoint interval.
+
+    Lightning checkpoints and validates every ``val_check_interval`` steps only, so the steps
+    after the last multiple were neither saved nor validated. Here the periodic checkpoint and
+    ``last.ckpt`` of the final step are written first (the state a resume continues from),
+    then the final step is validated and the best checkpoint updated if it is better.
+    """
+    step = trainer.global_step
+    if step == 0:
+        return
+    callbacks = [cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint)]
+    for cb in callbacks:
+        if not cb.monitor and cb._last_global_step_saved != step:
+            candidates = cb._monitor_candidates(trainer)
+            cb._save_none_monitor_checkpoint(trainer, candidates)
+            cb._save_last_checkpoint(trainer, candidates)
+    if module.validated_step == step:
+        return
+    log.info("validating the final step %d (not on the validation interval)", step)
+    trainer.validate(module, datamodule=datamodule, verbose=False)
+    for cb in callbacks:
+        if cb.monitor and cb._last_global_step_saved != step:
+            cb._save_topk_checkpoint(trainer, cb._monitor_candidates(trainer))
 
 
 def _finish(
@@ -318,14 +345,16 @@ def _best_checkpoint(trainer: pl.Trainer) -> str | None:
     return None
 
 
-def _write_summary(cfg: DictConfig, module: SegmentationModule, result: dict[str, Any]) -> None:
+def _print_final_table(module: SegmentationModule, result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    out = Path(cfg.paths.output_dir)
-    write_results(out / RESULT_FILE, result)
     console = Console()
-    table = Table(title=f"Final validation ({result['steps']} steps)")
+    at = module.validated_step
+    title = f"Final validation ({result['steps']} steps)"
+    if at != result["steps"]:
+        title = f"Last validation: step {at} of {result['steps']}"
+    table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in result["metrics"].items():
@@ -337,6 +366,15 @@ def _write_summary(cfg: DictConfig, module: SegmentationModule, result: dict[str
     if result.get("stopped"):
         table.caption = "stopped early"
     console.print(table)
+
+
+def _write_summary(cfg: DictConfig, module: SegmentationModule, result: dict[str, Any]) -> None:
+    out = Path(cfg.paths.output_dir)
+    write_results(out / RESULT_FILE, result)
+    if result["metrics"]:
+        _print_final_table(module, result)
+    else:
+        log.info("No validation ran before the end (%d steps): no metrics.", result["steps"])
     ckpt = result["best_checkpoint"] or result["checkpoint"]
     if ckpt:
         log.info("Checkpoint: %s", ckpt)  # a log line: never wrapped, also in train.log

@@ -23,6 +23,7 @@ from __future__ import annotations
 import glob
 import json
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,14 +137,100 @@ def _targets(images: Sequence[Path], output: Path) -> dict[Path, tuple[Path, Pat
 
 
 def _check_output(targets: dict[Path, tuple[Path, Path]], output: Path, overwrite: bool) -> None:
-    existing = [t for pair in targets.values() for t in pair if t.exists()]
-    if (output / "report.json").exists():
-        existing.append(output / "report.json")
-    if existing and not overwrite:
+    """Refuse outputs that would replace an input, or files that predict.py did not write.
+
+    ``overwrite=true`` replaces only the outputs of an earlier prediction into ``output``: the
+    label PNGs and overlays of the images listed in its ``report.json``. Any other existing
+    file there (ground-truth labels, say) is never replaced, and an input never.
+    """
+    if output.exists() and not output.is_dir():
+        raise PredictError(f"output={output} is a file; give a folder for labels/ and overlays/")
+    sources = {p.resolve() for p in targets}
+    clobbered = [t for pair in targets.values() for t in pair if t.resolve() in sources]
+    if clobbered:
         raise PredictError(
-            f"output folder {output} already holds results ({_shown(existing)}); "
+            f"output={output} would write over input images ({_shown(clobbered)}); "
+            "choose an output folder that holds no inputs"
+        )
+    report = output / "report.json"
+    existing = [t for pair in targets.values() for t in pair if t.exists()]
+    if existing and not overwrite or report.exists() and not overwrite:
+        shown = existing + ([report] if report.exists() else [])
+        raise PredictError(
+            f"output folder {output} already holds results ({_shown(shown)}); "
             "pass overwrite=true to replace them, or choose another output folder"
         )
+    ours = _earlier_outputs(output)
+    foreign = [t for t in existing if t.resolve() not in ours]
+    if foreign:
+        raise PredictError(
+            f"{_shown(foreign)} exist but were not written by predict.py into {output} (not in "
+            f"its report.json); overwrite=true replaces only earlier predictions, so choose "
+            "another output folder"
+        )
+
+
+def _earlier_outputs(output: Path) -> set[Path]:
+    """The label PNGs and overlays that the ``report.json`` in ``output`` says were written."""
+    try:
+        written = json.loads((output / "report.json").read_text())["written"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+    stems = {Path(str(p)).stem for p in written}
+    return {(output / "labels" / f"{s}.png").resolve() for s in stems} | {
+        (output / "overlays" / f"{s}.jpg").resolve() for s in stems
+    }
+
+
+class _OutputLock:
+    """``<output>/.predict.lock`` for the length of a run: two runs never share a folder.
+
+    The lock holds the process id; a lock whose process is gone (a killed run) is taken over
+    with a log line.
+    """
+
+    def __init__(self, output: Path) -> None:
+        self.path = output / ".predict.lock"
+
+    def __enter__(self) -> _OutputLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                pid = self._owner()
+                if pid is not None and _alive(pid):
+                    raise PredictError(
+                        f"another predict.py (process {pid}) is writing into "
+                        f"{self.path.parent}; wait for it to finish or choose another output "
+                        "folder"
+                    ) from None
+                log.warning("removing the stale lock %s (process %s is gone)", self.path, pid)
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            return self
+        raise PredictError(f"cannot lock {self.path.parent}: remove {self.path} and try again")
+
+    def __exit__(self, *exc: object) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def _owner(self) -> int | None:
+        try:
+            return int(self.path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def predict_images(
@@ -177,6 +264,22 @@ def predict_images(
     output = Path(output)
     targets = _targets(images, output)
     _check_output(targets, output, overwrite)
+    with _OutputLock(output):
+        _check_output(targets, output, overwrite)  # again, now that no other run can write
+        return _predict_locked(
+            segmenter, images, output, opacity, skip_unreadable, progress, legend
+        )
+
+
+def _predict_locked(
+    segmenter: Segmenter,
+    images: Sequence[Path],
+    output: Path,
+    opacity: float,
+    skip_unreadable: bool,
+    progress: bool,
+    legend: bool,
+) -> PredictReport:
     report = PredictReport()
     for path in track(images, description="Predicting", disable=not progress):
         try:

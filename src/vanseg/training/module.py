@@ -192,6 +192,8 @@ class SegmentationModule(pl.LightningModule):
         self.run_config = dict(run_config or {})
         self.val_metrics = SegmentationMetrics(num_classes, ignore_index)
         self.last_val_results: dict[str, Any] = {}
+        #: The step of the last real validation (-1: none yet; the sanity check does not count).
+        self.validated_step = -1
         self.wandb_run_id: str | None = None
         self._compiled_loss: Callable[..., dict[str, torch.Tensor]] | None = None
 
@@ -286,7 +288,9 @@ class SegmentationModule(pl.LightningModule):
         for name, iou in zip(self.class_names, results["IoU"].tolist(), strict=True):
             if not math.isnan(iou):
                 self.log(f"val/IoU/{name}", iou, sync_dist=False)
-        self.last_val_results = results
+        if not self.trainer.sanity_checking:  # the sanity check's 2 batches are no result
+            self.last_val_results = results
+            self.validated_step = self.global_step
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
