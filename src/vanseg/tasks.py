@@ -26,7 +26,11 @@ from vanseg.models.pretrained import CheckpointError, load_file
 from vanseg.training.checkpointing import checkpoint_step, keep_finite_checkpoint
 from vanseg.training.log_setup import configure_run_logging, stdout_is_terminal
 from vanseg.training.module import NonFiniteLossError, SegmentationModule
-from vanseg.training.resume import checkpoints_newest_first, newest_intact_checkpoint
+from vanseg.training.resume import (
+    checkpoints_newest_first,
+    newest_intact_checkpoint,
+    remove_partial_writes,
+)
 from vanseg.training.run_dir import fresh_csv_version, write_results
 from vanseg.training.signals import (
     AtomicCheckpointIO,
@@ -199,6 +203,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         datamodule.prepare_data()  # data errors come before any model is built
 
     mcfg = model_config(cfg)
+    own_checkpoints = _checkpoint_dir(cfg, callbacks)
+    if own_checkpoints.is_dir() and _is_rank_zero():
+        remove_partial_writes(own_checkpoints)  # saves a killed run never finished
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg)
     meta = _check_resume_compatible(ckpt_path, mcfg) if ckpt_path else {}
     if ckpt_path:

@@ -12,15 +12,16 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from vanseg.models.ckpt_check import diagnose, is_intact
-from vanseg.models.pretrained import CheckpointError
+from vanseg.models.pretrained import CheckpointError, load_file
 
-__all__ = ["checkpoints_newest_first", "newest_intact_checkpoint"]
+__all__ = ["checkpoints_newest_first", "newest_intact_checkpoint", "remove_partial_writes"]
 
 log = logging.getLogger("vanseg")
 
 
 def checkpoints_newest_first(folders: Iterable[Path]) -> list[Path]:
-    """Every ``*.ckpt`` in ``folders``: ``last.ckpt`` files, then others, ``best*`` last.
+    """Every ``*.ckpt`` in ``folders``: ``last.ckpt`` files, then others, ``best*`` last (the
+    order of preference among files of the same step, :func:`newest_intact_checkpoint`).
 
     Within each group the newest comes first. ``last.ckpt`` and the periodic ``step_*.ckpt``
     are written right after a training step; ``best*`` files at the end of a validation, a
@@ -32,7 +33,7 @@ def checkpoints_newest_first(folders: Iterable[Path]) -> list[Path]:
         for folder in folders
         if folder.is_dir()
         for p in folder.glob("*.ckpt")
-        if not p.name.startswith("nonfinite_")
+        if not p.name.startswith(("nonfinite_", "unreadable_"))
     ]
 
     def rank(path: Path) -> tuple[bool, bool, float]:
@@ -41,24 +42,60 @@ def checkpoints_newest_first(folders: Iterable[Path]) -> list[Path]:
     return sorted(files, key=rank, reverse=True)
 
 
+def _stored_step(path: Path) -> int:
+    """The ``global_step`` a checkpoint stores (read with ``weights_only=True``; -1: none)."""
+    ckpt = load_file(path, mmap=True)
+    step = ckpt.get("global_step") if isinstance(ckpt, dict) else None
+    return int(step) if isinstance(step, int) else -1
+
+
 def newest_intact_checkpoint(candidates: Iterable[Path], what: str = "ckpt_path=last") -> Path:
-    """The first intact file of ``candidates``; a warning names each damaged one skipped.
+    """The intact checkpoint of ``candidates`` with the highest stored step.
+
+    The step inside the file decides, not its name: after a resume into a moved folder or an
+    interrupted save, ``last.ckpt`` can be older than ``step_*.ckpt`` or ``last-v1.ckpt``.
+    Among files of the same step the earlier candidate wins (``last.ckpt`` first, ``best*``
+    last, see :func:`checkpoints_newest_first`). A warning names each damaged file skipped.
 
     Raises:
         CheckpointError: Every candidate is damaged (all are listed).
     """
-    skipped = []
+    candidates = list(candidates)
+    skipped, found = [], []
     for path in candidates:
-        if is_intact(path):
-            if skipped:
-                log.warning("%s: resuming from %s, the newest intact checkpoint", what, path)
-            return path
-        damage = diagnose(path) if path.stat().st_size else None
-        reason = damage.value if damage is not None else "is empty (0 bytes)"
-        log.warning("%s: skipping %s, which %s", what, path, reason)
-        skipped.append(f"{path} {reason}")
-    raise CheckpointError(
-        f"{what}: no intact checkpoint; damaged: " + "; ".join(skipped)
-        if skipped
-        else f"{what}: no checkpoint found"
-    )
+        reason = None
+        if not is_intact(path):
+            damage = diagnose(path) if path.stat().st_size else None
+            reason = damage.value if damage is not None else "is empty (0 bytes)"
+        else:
+            try:
+                found.append((_stored_step(path), path))
+            except CheckpointError as err:
+                reason = f"cannot be read safely ({err})"
+        if reason is not None:
+            log.warning("%s: skipping %s, which %s", what, path, reason)
+            skipped.append(f"{path} {reason}")
+    if not found:
+        raise CheckpointError(
+            f"{what}: no intact checkpoint; damaged: " + "; ".join(skipped)
+            if skipped
+            else f"{what}: no checkpoint found"
+        )
+    order = {path: i for i, path in enumerate(candidates)}
+    step, chosen = max(found, key=lambda sp: (sp[0], -order[sp[1]]))
+    if skipped or chosen != candidates[0]:
+        log.warning("%s: resuming from %s (step %d), the newest intact one", what, chosen, step)
+    return chosen
+
+
+def remove_partial_writes(folder: Path) -> list[Path]:
+    """Delete the temporary files of checkpoint saves that never finished (a killed process).
+
+    Checkpoints are written as ``.<name>.<random>.tmp`` and renamed into place
+    (`vanseg.training.signals.AtomicCheckpointIO`); a leftover one is never a checkpoint.
+    """
+    removed = sorted(folder.glob(".*.ckpt.*.tmp")) + sorted(folder.glob(".last.ckpt.tmp"))
+    for path in removed:
+        log.warning("removing %s, a checkpoint save that never finished", path)
+        path.unlink(missing_ok=True)
+    return removed
