@@ -27,6 +27,7 @@ from vanseg.training.checkpointing import checkpoint_step, keep_finite_checkpoin
 from vanseg.training.log_setup import configure_run_logging, stdout_is_terminal
 from vanseg.training.module import NonFiniteLossError, SegmentationModule
 from vanseg.training.resume import (
+    check_recipe_changes,
     checkpoints_newest_first,
     newest_intact_checkpoint,
     remove_partial_writes,
@@ -120,8 +121,11 @@ def resolve_ckpt_path(ckpt_path: str | None, cfg: DictConfig) -> str | None:
     return str(newest_intact_checkpoint(candidates))
 
 
-def _check_resume_compatible(path: str, model_cfg: dict[str, Any]) -> dict[str, Any]:
-    """The checkpoint's stored model config must equal the one being trained."""
+def _check_resume_compatible(
+    path: str, model_cfg: dict[str, Any], cfg: DictConfig
+) -> dict[str, Any]:
+    """The checkpoint's stored model config must equal the one being trained; other changed
+    options are applied, refused or warned about (`check_recipe_changes`)."""
     meta = load_file(path).get("vanseg") or {}
     if meta.get("model") is None:
         raise CheckpointError(f"{path} was not written by vanseg training (no model config)")
@@ -143,6 +147,8 @@ def _check_resume_compatible(path: str, model_cfg: dict[str, Any]) -> dict[str, 
             f"checkpoint: {json.dumps({k: essentials(stored)[k] for k in diff})}\n"
             f"this run:   {json.dumps({k: essentials(model_cfg)[k] for k in diff})}"
         )
+    if isinstance(meta.get("config"), dict):
+        check_recipe_changes(meta["config"], OmegaConf.to_container(cfg, resolve=True), path)
     return meta
 
 
@@ -207,7 +213,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if own_checkpoints.is_dir() and _is_rank_zero():
         remove_partial_writes(own_checkpoints)  # saves a killed run never finished
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg)
-    meta = _check_resume_compatible(ckpt_path, mcfg) if ckpt_path else {}
+    meta = _check_resume_compatible(ckpt_path, mcfg, cfg) if ckpt_path else {}
     if ckpt_path:
         log.info(
             "resuming from step %s of run %s: %s",

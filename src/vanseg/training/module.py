@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -30,6 +31,9 @@ __all__ = [
 ]
 
 LOSS_AVERAGES = ("all_pixels", "valid_pixels")
+
+
+log = logging.getLogger("vanseg")
 
 
 class NonFiniteLossError(VansegError, RuntimeError):
@@ -255,6 +259,7 @@ class SegmentationModule(pl.LightningModule):
         max_steps = self.trainer.max_steps
         if max_steps is None or max_steps <= 0:
             raise ValueError("training is iteration based: set trainer.max_steps > 0")
+        self._configured_lrs = [float(group["lr"]) for group in optimizer.param_groups]
         scheduler = self.scheduler_factory(optimizer, max_steps=max_steps)
         return {
             "optimizer": optimizer,
@@ -262,6 +267,7 @@ class SegmentationModule(pl.LightningModule):
         }
 
     def on_train_start(self) -> None:
+        self._apply_configured_lr()
         dm = getattr(self.trainer, "datamodule", None)
         per_gpu = getattr(dm, "batch_size_per_gpu", None)
         if per_gpu is not None:
@@ -270,6 +276,35 @@ class SegmentationModule(pl.LightningModule):
                 logger.log_hyperparams(
                     {"global_batch_size": per_gpu * world, "batch_size_per_gpu": per_gpu}
                 )
+
+    def _apply_configured_lr(self) -> None:
+        """On resume, the configured base lr wins over the one restored from the checkpoint.
+
+        Lightning restores the scheduler's ``base_lrs`` (and the optimizer's ``initial_lr``)
+        from the checkpoint, so ``optimizer.lr=...`` on resume would be recorded but ignored.
+        The schedule continues from the restored step with the configured base lr (and the
+        configured ``max_steps``, which the schedule was built with).
+        """
+        scheduler = self.lr_schedulers()
+        configured = getattr(self, "_configured_lrs", None)
+        if scheduler is None or configured is None or self.global_step == 0:
+            return
+        if list(scheduler.base_lrs) != configured:
+            log.warning(
+                "resumed with optimizer.lr=%s (the checkpoint had %s): the schedule continues "
+                "from step %d with the new base lr",
+                configured[0],
+                scheduler.base_lrs[0],
+                self.global_step,
+            )
+        # The lr of the current step from the configured schedule (unchanged settings give
+        # the restored value exactly: the same formula at the same step).
+        scheduler.base_lrs = list(configured)
+        groups = self.optimizers(use_pl_optimizer=False).param_groups
+        for group, base, factor in zip(groups, configured, scheduler.lr_lambdas, strict=True):
+            group["initial_lr"] = base
+            group["lr"] = base * factor(scheduler.last_epoch)
+        scheduler._last_lr = [group["lr"] for group in groups]
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         torch.manual_seed(step_seed(self.hparams.seed, self.global_step, self.global_rank))

@@ -8,13 +8,20 @@ it, the newest *intact* one is used and each skipped file is named in a warning
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from vanseg.models.ckpt_check import diagnose, is_intact
 from vanseg.models.pretrained import CheckpointError, load_file
 
-__all__ = ["checkpoints_newest_first", "newest_intact_checkpoint", "remove_partial_writes"]
+__all__ = [
+    "RESUME_POLICY",
+    "check_recipe_changes",
+    "checkpoints_newest_first",
+    "newest_intact_checkpoint",
+    "remove_partial_writes",
+]
 
 log = logging.getLogger("vanseg")
 
@@ -99,3 +106,69 @@ def remove_partial_writes(folder: Path) -> list[Path]:
         log.warning("removing %s, a checkpoint save that never finished", path)
         path.unlink(missing_ok=True)
     return removed
+
+
+#: What a changed option means on resume (the checkpoint's run config against this run's).
+#: ``applied``: takes effect from the resumed step; ``refused``: stops with the difference;
+#: ``warned``: runs, with a warning of what it changes (or that the checkpoint's value stays).
+RESUME_POLICY: dict[str, tuple[str, str]] = {
+    "optimizer.lr": ("applied", "the schedule continues with the new base lr"),
+    "trainer.max_steps": ("applied", "the poly schedule is recomputed for the new length"),
+    "scheduler": ("applied", "the schedule is rebuilt from the new settings"),
+    "data.num_classes": ("refused", "the classes of the checkpoint's metrics and head"),
+    "data.ignore_index": ("refused", "which pixels the loss and metrics ignore"),
+    "optimizer": ("warned", "the checkpoint's value stays (restored with the optimizer state)"),
+    "data.batch_size_per_gpu": ("warned", "the global batch, so the schedule's meaning"),
+    "trainer.devices": ("warned", "the global batch, so the schedule's meaning"),
+    "trainer.num_nodes": ("warned", "the global batch, so the schedule's meaning"),
+    "trainer.accumulate_grad_batches": ("warned", "the global batch, so the schedule's meaning"),
+    "data.name": ("warned", "the training data: a different dataset from here on"),
+    "data.root": ("warned", "the training data: a different dataset from here on"),
+}
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, Mapping):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_flat(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): node}
+
+
+def _policy(key: str) -> tuple[str, str] | None:
+    if key in RESUME_POLICY:
+        return RESUME_POLICY[key]
+    group = key.split(".", 1)[0]
+    return RESUME_POLICY.get(group) if group in ("optimizer", "scheduler") else None
+
+
+def check_recipe_changes(stored: Mapping[str, Any], current: Mapping[str, Any], path: str) -> None:
+    """Compare the checkpoint's run config with this run's, option by option.
+
+    Refused changes raise one error listing them; applied and warned ones are logged (one
+    line each). Options not in :data:`RESUME_POLICY` (seeds, logging, paths) do not matter.
+
+    Raises:
+        CheckpointError: A refused option differs.
+    """
+    old, new = _flat(stored), _flat(current)
+    refused = []
+    for key in sorted(set(old) | set(new)):
+        rule = _policy(key)
+        if rule is None or old.get(key) == new.get(key) or key.endswith("_target_"):
+            continue
+        kind, meaning = rule
+        change = f"{key}: {old.get(key)!r} in the checkpoint, {new.get(key)!r} now"
+        if kind == "refused":
+            refused.append(f"{change} ({meaning})")
+        elif kind == "applied":
+            log.info("resume: %s; applied: %s", change, meaning)
+        else:
+            log.warning("resume: %s; this changes %s", change, meaning)
+    if refused:
+        raise CheckpointError(
+            f"ckpt_path={path} was trained with other settings that cannot change on resume: "
+            + "; ".join(refused)
+            + ". Start a new run from its weights instead, or resume with the old values"
+        )
