@@ -31,7 +31,38 @@ class BestCheckpoint(ModelCheckpoint):
     a new checkpoint is written only when the monitored score beats it.
     """
 
+    def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        self._resume_step = int(checkpoint.get("global_step", 0))
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._load_stored_state(state_dict)
+        self._adopt_best_on_disk(state_dict.get("dirpath"))
+
+    def _adopt_best_on_disk(self, stored_dir: str | None) -> None:
+        """Take the best file of the resumed run that the stored state does not know.
+
+        ``last.ckpt`` and the periodic checkpoint of a validation step are written before
+        that validation, so the state they hold predates a best file written at that step.
+        Every ``best*.ckpt`` of the resumed folder (and this one) up to the resumed step is
+        read (``weights_only=True``) for the score it was saved with.
+        """
+        step = getattr(self, "_resume_step", None)
+        folders = {Path(d) for d in (stored_dir, self.dirpath) if d}
+        better = self.mode == "max"
+        for path in sorted(p for folder in folders for p in folder.glob("best*.ckpt")):
+            score = _saved_best_score(path, step)
+            if score is None:
+                continue
+            current = self.best_model_score
+            if current is None or (score > current if better else score < current):
+                self.best_model_score = score
+                self.best_model_path = str(path)
+                self.best_k_models = {str(path): score}
+                self.kth_best_model_path = str(path)
+                self.kth_value = score
+                log.info("best %s so far: %.4f (%s)", self.monitor, float(score), path)
+
+    def _load_stored_state(self, state_dict: dict[str, Any]) -> None:
         stored_dir = state_dict.get("dirpath", self.dirpath)
         if stored_dir == self.dirpath:
             super().load_state_dict(state_dict)
@@ -48,6 +79,24 @@ class BestCheckpoint(ModelCheckpoint):
         self.kth_best_model_path = path
         self.kth_value = score
         log.info("best %s so far: %.4f (%s)", self.monitor, float(score), path)
+
+
+def _saved_best_score(path: Path, max_step: int | None) -> torch.Tensor | None:
+    """The monitored score a best checkpoint was saved with (None: unreadable, or later)."""
+    try:
+        ckpt = load_file(path, mmap=True)
+        if max_step is not None and int(ckpt.get("global_step", 0)) > max_step:
+            return None
+        for state in (ckpt.get("callbacks") or {}).values():
+            if (
+                isinstance(state, dict)
+                and Path(str(state.get("best_model_path", ""))).name == path.name
+                and state.get("best_model_score") is not None
+            ):
+                return torch.as_tensor(state["best_model_score"]).detach().clone()
+    except (CheckpointError, AttributeError, TypeError, ValueError) as err:
+        log.warning("cannot read the score of %s: %s", path, err)
+    return None
 
 
 def checkpoint_step(path: Path) -> int:
