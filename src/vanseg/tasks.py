@@ -32,7 +32,7 @@ from vanseg.training.resume import (
     newest_intact_checkpoint,
     remove_partial_writes,
 )
-from vanseg.training.run_dir import fresh_csv_version, write_results
+from vanseg.training.run_dir import check_run_folder, fresh_csv_version, write_results
 from vanseg.training.signals import (
     AtomicCheckpointIO,
     EmergencyCheckpoint,
@@ -119,6 +119,24 @@ def resolve_ckpt_path(ckpt_path: str | None, cfg: DictConfig) -> str | None:
     if not candidates:
         raise InputNotFoundError(f"ckpt_path=last: no checkpoint in {here} or under {runs}")
     return str(newest_intact_checkpoint(candidates))
+
+
+def _check_output_dir(cfg: DictConfig, ckpt_path: str | None) -> None:
+    """``paths.output_dir`` set apart from the run folder must not hold another run either.
+
+    (`RunDirGuard` checks ``hydra.run.dir`` before Hydra writes there; the run folder itself
+    is therefore not checked again.)
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    out = Path(cfg.paths.output_dir)
+    if (
+        HydraConfig.initialized()
+        and out.resolve() == Path(HydraConfig.get().runtime.output_dir).resolve()
+    ):
+        return
+    if _is_rank_zero():
+        check_run_folder(out, ckpt_path, "paths.output_dir")
 
 
 def _check_resume_compatible(
@@ -209,10 +227,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         datamodule.prepare_data()  # data errors come before any model is built
 
     mcfg = model_config(cfg)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg)
+    _check_output_dir(cfg, ckpt_path)
     own_checkpoints = _checkpoint_dir(cfg, callbacks)
     if own_checkpoints.is_dir() and _is_rank_zero():
         remove_partial_writes(own_checkpoints)  # saves a killed run never finished
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg)
     meta = _check_resume_compatible(ckpt_path, mcfg, cfg) if ckpt_path else {}
     if ckpt_path:
         log.info(

@@ -18,10 +18,11 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, read_write
 
-from vanseg.errors import USER_ERROR_EXIT
+from vanseg.errors import USER_ERROR_EXIT, ConfigError
 from vanseg.utils.distributed import launcher_is_rank_zero
 
 __all__ = [
+    "check_run_folder",
     "fresh_dir",
     "holds_run",
     "resumes_run",
@@ -79,6 +80,38 @@ def resumes_run(ckpt_path: Any, folder: Path) -> bool:
     return path.is_file() and folder.resolve() in path.parents
 
 
+def saved_nothing(folder: Path) -> bool:
+    """Whether the run in ``folder`` ended before its first checkpoint or result (a run killed
+    early, say): starting again there loses nothing and continues its logs."""
+    return not (folder / "results.json").exists() and not any(
+        (folder / "checkpoints").glob("*.ckpt")
+    )
+
+
+def check_run_folder(folder: Path, ckpt_path: Any, option: str) -> bool:
+    """May a training run write into ``folder``? ``True``: it continues a run there.
+
+    Allowed: a folder that holds no run; the folder of the run that ``ckpt_path`` resumes;
+    and, with no ``ckpt_path``, a run that saved nothing yet (a job killed before its first
+    checkpoint and requeued). Anything else would mix two runs' files.
+
+    Raises:
+        ConfigError: ``folder`` holds another run; the message names ``option``.
+    """
+    if not holds_run(folder):
+        return False
+    if resumes_run(ckpt_path, folder):
+        return True
+    if ckpt_path in (None, "") and saved_nothing(folder):
+        return True
+    last = folder / "checkpoints" / "last.ckpt"
+    hint = f", or continue that run with ckpt_path={last}" if last.is_file() else ""
+    raise ConfigError(
+        f"{option}={folder} already holds a run; a new run would overwrite its files. Choose "
+        f"another {option} (or leave it out for a new folder){hint}"
+    )
+
+
 class RunDirGuard(Callback):
     """Refuses to start a run in a folder that holds another run (see the module docstring)."""
 
@@ -86,16 +119,14 @@ class RunDirGuard(Callback):
         if not launcher_is_rank_zero() or "trainer" not in config:  # training runs only;
             return  # DDP ranks > 0 join rank 0's folder
         folder = Path(str(OmegaConf.select(config, "hydra.run.dir")))
-        if not holds_run(folder):
-            return
-        if not resumes_run(OmegaConf.select(config, "ckpt_path"), folder):
-            print(
-                f"Error: hydra.run.dir={folder} already holds a run; a new run would overwrite "
-                "its files. Choose another hydra.run.dir (or leave it out for a new folder), "
-                f"or continue that run with ckpt_path={folder}/checkpoints/last.ckpt.",
-                file=sys.stderr,
-            )
+        try:
+            continues = check_run_folder(folder, OmegaConf.select(config, "ckpt_path"),
+                                         "hydra.run.dir")  # fmt: skip
+        except ConfigError as err:
+            print(f"Error: {err}", file=sys.stderr)
             sys.exit(USER_ERROR_EXIT)
+        if not continues:
+            return
         hydra_dir = folder / ".hydra"
         n = 1
         while (hydra_dir / f"resume_{n}").exists():
