@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import zlib
 from pathlib import Path
 
 import cv2
@@ -115,3 +116,100 @@ def test_crop_larger_than_every_rescaled_image_is_noted() -> None:
     note = crop_note([(64, 48)], crop_size=(200, 200), scale=(256, 64), ratio_range=(0.5, 2.0))
     assert note is not None and "171x128" in note and "data.crop_size=[200, 200]" in note
     assert crop_note([(64, 48)], (128, 128), (256, 64), (0.5, 2.0)) is None
+
+
+@pytest.mark.parametrize("verify", ["headers", "full", "off"])
+def test_duplicate_names_are_problems_in_every_mode(make_ade_layout, tmp_path, verify) -> None:
+    root = make_ade_layout(tmp_path / "ade")
+    train_img, train_ann = root / "images/training", root / "annotations/training"
+    Image.new("RGB", (64, 48)).save(train_img / "img_0001.png")  # a second image img_0001
+    Image.new("L", (64, 48)).save(train_ann / "img_0002.PNG")  # a second label img_0002
+    if len(list(train_ann.glob("img_0002.*"))) < 2:
+        pytest.skip("the file system ignores case: img_0002.PNG replaced img_0002.png")
+    dm = _datamodule(root, verify, image_suffixes=[".jpg", ".png"])
+    with pytest.raises(DatasetError) as err:
+        dm.prepare_data()
+    assert "1 problem(s)" in str(err.value)
+    lines = [line for line in str(err.value).splitlines() if "img_0001" in line]
+    assert len(lines) == 1 and "img_0001.jpg, img_0001.png" in lines[0]
+    assert "img_0002.PNG, img_0002.png" in lines[0] and str(train_ann) in lines[0]
+    with pytest.raises(DatasetError, match=r"img_0001\.jpg, img_0001\.png"):
+        dm.dataset("training")  # the dataset itself never picks one of them
+    report = check_dataset(root, 5, True, image_suffixes=(".jpg", ".png"), progress=False)
+    assert report.problems == [lines[0].removeprefix("- ")]
+    assert "no problems found" not in format_report(report, [f"c{i}" for i in range(5)])
+
+
+def test_full_scan_finds_a_jpeg_damaged_in_the_middle(make_ade_layout, tmp_path) -> None:
+    root = make_ade_layout(tmp_path / "ade", size=(320, 240))
+    path = root / "images/training/img_0001.jpg"
+    data = bytearray(path.read_bytes())
+    sos = data.index(b"\xff\xda")  # start of scan: the entropy-coded data follows its header
+    start, end = sos + 2 + int.from_bytes(data[sos + 2 : sos + 4], "big"), len(data) - 2
+    middle = (start + end) // 2
+    data[middle : middle + 200] = np.random.default_rng(0).integers(0, 256, 200, np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    assert data[-2:] == b"\xff\xd9"  # end marker intact: not cut short
+    with Image.open(path) as img:
+        img.load()  # PIL decodes it without a word
+    _datamodule(root, "headers").prepare_data()  # headers do not decode it
+    with pytest.raises(DatasetError) as err:
+        _datamodule(root, "full").prepare_data()
+    assert "1 problem(s)" in str(err.value)
+    (line,) = [line for line in str(err.value).splitlines() if "img_0001" in line]
+    assert str(path) in line and "Corrupt JPEG data" in line
+
+
+def _png_header(path: Path, width: int, height: int) -> None:
+    """A grayscale PNG that declares ``width x height`` pixels but holds only one row."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body).to_bytes(4, "big")
+        return len(body).to_bytes(4, "big") + kind + body + crc
+
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    idat = zlib.compress(bytes(width + 1))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+
+
+def test_decompression_bomb_label_is_named_in_every_mode(make_ade_layout, tmp_path) -> None:
+    root = make_ade_layout(tmp_path / "ade")
+    label = root / "annotations/training/img_0001.png"
+    _png_header(label, 20_000, 20_000)
+    assert 20_000 * 20_000 > 2 * Image.MAX_IMAGE_PIXELS  # PIL refuses it as a bomb
+    dataset = _datamodule(root, "off").dataset("training")  # verify=off: found when read
+    with pytest.raises(DatasetError) as err:
+        dataset.load(1)
+    assert str(label) in str(err.value) and "\n" not in str(err.value)
+    for verify in ("headers", "full"):
+        with pytest.raises(DatasetError) as err:
+            _datamodule(root, verify).prepare_data()
+        assert "1 problem(s)" in str(err.value)
+        (line,) = [line for line in str(err.value).splitlines() if "img_0001" in line]
+        assert str(label) in line and "decompression bomb" in line
+
+
+def test_exif_rotated_images_are_noted_and_size_mismatch_reported(
+    make_ade_layout, tmp_path
+) -> None:
+    root = make_ade_layout(tmp_path / "ade")  # 64x48 (WxH) pairs
+    rotated = {1: 6, 2: 3}  # img_0001 turned 90 degrees when viewed, img_0002 180 degrees
+    for index, orientation in rotated.items():
+        path = root / f"images/training/img_{index:04d}.jpg"
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        Image.new("RGB", (64, 48), (90, 120, 150)).save(path, exif=exif.tobytes())
+    # cv2.imread applies the orientation: img_0001 is viewed 48x64, so a label drawn on it is too.
+    assert cv2.imread(str(root / "images/training/img_0001.jpg")).shape[:2] == (64, 48)
+    label = root / "annotations/training/img_0001.png"
+    Image.new("L", (48, 64)).save(label)
+    for verify in ("headers", "full"):
+        report = scan(root, ("training", "validation"), verify, 5, True)
+        assert len(report.problems) == 1
+        problem = report.problems[0]
+        assert "img_0001.jpg is 64x48 (WxH)" in problem and f"{label} is 48x64" in problem
+        (note,) = [note for note in report.notes if "EXIF" in note]
+        assert "2 image(s) in split 'training'" in note
+        assert "img_0001.jpg, img_0002.jpg" in note and "as stored" in note

@@ -324,3 +324,28 @@ def test_eval_normalisation_values():
         58.395, 57.12, 57.375,
     ]  # fmt: skip
     np.testing.assert_allclose(out[0, 0], expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("height", "width"), [(900, 2), (2, 900), (5000, 2), (2, 5000)])
+def test_thin_images_go_through_the_training_pipeline(height, width):
+    # At the smallest ratio 0.5 the long side is rescaled to 1024. 2 px across 900 px become
+    # int(2 * 1024 / 900 + 0.5) = 2 px; across 5000 px int(2 * 1024 / 5000 + 0.5) = 0 px, where
+    # mmcv's arithmetic asks cv2.resize for an empty image. The side is kept at 1 px instead.
+    image = np.full((height, width, 3), 200, np.uint8)
+    mask = np.ones((height, width), np.uint8)
+    transform = TrainTransform(
+        ratio_range=(0.5, 0.5), flip_prob=0.0,
+        brightness_delta=0, contrast_range=(1, 1), saturation_range=(1, 1), hue_delta=0,
+    )  # fmt: skip
+    out_image, out_mask = transform(image, mask, seed=0)
+    assert out_image.shape == (512, 512, 3) and out_mask.shape == (512, 512)
+    thin = 2 if max(height, width) == 900 else 1
+    strip = (slice(None), slice(0, thin)) if height > width else (slice(0, thin), slice(None))
+    labelled = np.zeros((512, 512), bool)
+    labelled[strip] = True
+    assert (out_mask[labelled] == 1).all() and (out_mask[~labelled] == 255).all()
+    expected = (np.array([200.0] * 3) - IMAGENET_MEAN) / IMAGENET_STD
+    np.testing.assert_allclose(
+        out_image[labelled], np.broadcast_to(expected, (512 * thin, 3)), 1e-5
+    )
+    assert (out_image[~labelled] == 0).all()

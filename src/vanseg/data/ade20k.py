@@ -13,9 +13,10 @@ colours. ``reduce_zero_label`` (0 -> ignore, k -> k-1) is applied here, once, at
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -31,11 +32,14 @@ __all__ = [
     "DatasetError",
     "DatasetNotFoundError",
     "PairTransform",
+    "SplitFiles",
+    "duplicates_message",
     "find_pairs",
     "image_to_rgb",
     "layout_help",
     "load_image",
     "load_label",
+    "reason",
     "reduce_zero_label",
     "scan_split",
 ]
@@ -78,9 +82,30 @@ def layout_help(root: str | Path) -> str:
     )
 
 
+def reason(err: BaseException) -> str:
+    """An exception's message without its final full stop, to go inside a sentence."""
+    return str(err).rstrip(". ")
+
+
 def _shown(names: Sequence[str]) -> str:
     head = ", ".join(names[:_SHOWN])
     return head + (", ..." if len(names) > _SHOWN else "")
+
+
+class SplitFiles(NamedTuple):
+    """The files of one split, by name (stem), each list sorted."""
+
+    pairs: list[tuple[Path, Path]]  # one image and one label of the same name
+    no_label: list[Path]  # images whose name has no label
+    no_image: list[Path]  # labels whose name has no image
+    duplicates: list[list[Path]]  # files sharing a name in one folder: no pair is made of them
+
+
+def _by_stem(paths: Iterable[Path]) -> dict[str, list[Path]]:
+    files: dict[str, list[Path]] = defaultdict(list)
+    for path in sorted(paths):
+        files[path.stem].append(path)
+    return files
 
 
 def scan_split(
@@ -88,8 +113,11 @@ def scan_split(
     split: str,
     image_suffixes: Sequence[str] = (".jpg",),
     label_suffix: str = ".png",
-) -> tuple[list[tuple[Path, Path]], list[Path], list[Path]]:
-    """List one split: sorted ``(image, label)`` pairs, images without label, labels without image.
+) -> SplitFiles:
+    """List one split: pairs, images without label, labels without image, and duplicate names.
+
+    Two images (or two labels) with one name, such as ``x.jpg`` and ``x.png``, are both listed
+    in ``duplicates`` and paired with nothing: which one to use is the user's choice.
 
     Raises:
         DatasetNotFoundError: The root or a split folder is missing, or the split is empty.
@@ -104,17 +132,35 @@ def scan_split(
             what = f"{root.absolute()} does not exist"
         raise DatasetNotFoundError(f"Dataset not found: {what}.\n{layout_help(root)}")
     suffixes = {s.lower() for s in image_suffixes}
-    images = {p.stem: p for p in image_dir.iterdir() if p.suffix.lower() in suffixes}
-    labels = {p.stem: p for p in label_dir.iterdir() if p.suffix.lower() == label_suffix.lower()}
+    images = _by_stem(p for p in image_dir.iterdir() if p.suffix.lower() in suffixes)
+    labels = _by_stem(p for p in label_dir.iterdir() if p.suffix.lower() == label_suffix.lower())
     if not images and not labels:
         raise DatasetNotFoundError(
             f"Dataset split '{split}' is empty: no {'/'.join(sorted(suffixes))} files in "
             f"{image_dir} and no {label_suffix} files in {label_dir}.\n{layout_help(root)}"
         )
-    pairs = [(images[stem], labels[stem]) for stem in sorted(images.keys() & labels.keys())]
-    no_label = [images[stem] for stem in sorted(images.keys() - labels.keys())]
-    no_image = [labels[stem] for stem in sorted(labels.keys() - images.keys())]
-    return pairs, no_label, no_image
+    duplicates = [
+        files for found in (images, labels) for _, files in sorted(found.items()) if len(files) > 1
+    ]
+    pairs = [
+        (images[stem][0], labels[stem][0])
+        for stem in sorted(images.keys() & labels.keys())
+        if len(images[stem]) == len(labels[stem]) == 1
+    ]
+    no_label = [p for stem in sorted(images.keys() - labels.keys()) for p in images[stem]]
+    no_image = [p for stem in sorted(labels.keys() - images.keys()) for p in labels[stem]]
+    return SplitFiles(pairs, no_label, no_image, duplicates)
+
+
+def duplicates_message(split: str, duplicates: Sequence[Sequence[Path]]) -> str:
+    """Describe files that share a name in one folder, in one line."""
+    groups = [f"{', '.join(p.name for p in files)} in {files[0].parent}" for files in duplicates]
+    shown = "; ".join(groups[:_SHOWN]) + ("; ..." if len(groups) > _SHOWN else "")
+    return (
+        f"Duplicate names in split '{split}': {len(groups)} name(s) have more than one image or "
+        f"more than one label, so none of them is used: {shown}. Keep one image and one label "
+        "per name (delete or rename the others)."
+    )
 
 
 def unpaired_message(split: str, no_label: Sequence[Path], no_image: Sequence[Path]) -> str:
@@ -150,11 +196,15 @@ def find_pairs(
 
     Raises:
         DatasetNotFoundError: The root or a split folder is missing, or the split is empty.
-        DatasetError: Some images have no label or some labels have no image.
+        DatasetError: Some images have no label, some labels have no image, or two images (or
+            two labels) share a name.
     """
-    pairs, no_label, no_image = scan_split(root, split, image_suffixes, label_suffix)
+    pairs, no_label, no_image, duplicates = scan_split(root, split, image_suffixes, label_suffix)
+    problems = [duplicates_message(split, duplicates)] if duplicates else []
     if no_label or no_image:
-        raise DatasetError(unpaired_message(split, no_label, no_image))
+        problems.append(unpaired_message(split, no_label, no_image))
+    if problems:
+        raise DatasetError("\n".join(problems))
     return pairs
 
 
@@ -176,7 +226,7 @@ def load_image(path: str | Path) -> np.ndarray:
         return read_rgb(path)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise DatasetError(
-            f"Cannot read image {path}: {err}. Replace or delete the file (and its label); "
+            f"Cannot read image {path}: {reason(err)}. Replace or delete the file (and its label); "
             "corrupt files are never skipped silently."
         ) from err
 
@@ -237,8 +287,10 @@ def load_label(
             raw = np.asarray(img)
     except DatasetError:
         raise
-    except (OSError, ValueError, SyntaxError) as err:
-        raise DatasetError(f"Cannot read label {path}: {err}. Replace or delete it.") from err
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise DatasetError(
+            f"Cannot read label {path}: {reason(err)}. Replace or delete it."
+        ) from err
     label = reduce_zero_label(raw, ignore_index) if reduce_zero else raw.astype(np.int32)
     bad = ((label >= num_classes) & (label != ignore_index)) | (label < 0)
     if bad.any():

@@ -3,11 +3,13 @@
     python -m vanseg.data.check data=ade20k
     python -m vanseg.data.check data=folder data.root=/data/mine data.num_classes=4 --workers 2
 
-Checks both splits for: missing folders, unpaired images/labels, unreadable or corrupt images
-and labels, colour (RGB/RGBA) label files, label values outside ``{0..K-1, ignore}`` after
-``reduce_zero_label``, and image/label size mismatches. Prints a per-class pixel summary of the
-training split and notes on unusual image kinds (16-bit, grayscale, RGBA, palette), which are
-read as the original reads them. Exits with status 1 if anything is wrong.
+Checks both splits for: missing folders, unpaired images/labels, names held by two images or two
+labels, unreadable, corrupt or damaged (libjpeg warnings) images and labels, colour (RGB/RGBA)
+label files, label values outside ``{0..K-1, ignore}`` after ``reduce_zero_label``, and
+image/label size mismatches. Prints a per-class pixel summary of the training split and notes on
+unusual image kinds (16-bit, grayscale, RGBA, palette), which are read as the original reads
+them, and on images with an EXIF orientation (read unrotated). Exits with status 1 if anything
+is wrong.
 """
 
 from __future__ import annotations

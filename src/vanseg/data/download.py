@@ -32,7 +32,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from vanseg.data.ade20k import DatasetNotFoundError, scan_split
+from vanseg.data.ade20k import DatasetNotFoundError, duplicates_message, scan_split
 from vanseg.errors import VansegError
 from vanseg.utils.cli import tool_parser, user_errors
 
@@ -224,10 +224,12 @@ def verify_layout(
     problems = []
     for split, expected in counts.items():
         try:
-            pairs, no_label, no_image = scan_split(root, split, image_suffixes)
+            pairs, no_label, no_image, duplicates = scan_split(root, split, image_suffixes)
         except DatasetNotFoundError as err:
             problems.append(str(err))
             continue
+        if duplicates:
+            problems.append(duplicates_message(split, duplicates))
         if no_label or no_image:
             problems.append(
                 f"{split}: {len(no_label)} images without label, {len(no_image)} "

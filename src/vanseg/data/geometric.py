@@ -33,11 +33,13 @@ def rescale_size(width: int, height: int, scale: Sequence[int]) -> tuple[int, in
     """Keep-ratio target size ``(w, h)`` that fits ``scale`` as mmcv's ``rescale_size`` does.
 
     The factor is ``min(max(scale) / long side, min(scale) / short side)`` and each side becomes
-    ``int(side * factor + 0.5)``.
+    ``int(side * factor + 0.5)``, but at least 1: where that gives 0 (a side below half a pixel,
+    e.g. 2 px across 5000 px at ratio 0.5) the original asks ``cv2.resize`` for an empty image
+    and stops training.
     """
     long_edge, short_edge = max(scale), min(scale)
     factor = min(long_edge / max(width, height), short_edge / min(width, height))
-    return int(width * factor + 0.5), int(height * factor + 0.5)
+    return max(1, int(width * factor + 0.5)), max(1, int(height * factor + 0.5))
 
 
 def resize_to_multiple_size(width: int, height: int, divisor: int) -> tuple[int, int]:

@@ -12,18 +12,32 @@ not rotated (docs/pitfalls.md D3).
 from __future__ import annotations
 
 import io
+import os
+import sys
+import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
 
-__all__ = ["PIL_EXACT_MODES", "bit_depth", "image_kind", "read_rgb"]
+__all__ = [
+    "PIL_EXACT_MODES",
+    "bit_depth",
+    "exif_orientation",
+    "image_kind",
+    "jpeg_damage",
+    "read_rgb",
+]
 
 #: PIL modes whose ``convert("RGB")`` equals OpenCV's ``IMREAD_COLOR`` read (BGR -> RGB).
 PIL_EXACT_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX"})
 
 _CV2_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+#: The EXIF tag of the orientation (1: as stored; 2-8: mirrored and/or rotated when viewed).
+EXIF_ORIENTATION = 0x0112
+#: libjpeg warnings that mean damaged pixel data (jerror.h); a bad ICC marker spares the pixels.
+_JPEG_DAMAGE = ("Corrupt JPEG data", "Premature end of JPEG file")
 
 
 def bit_depth(img: Image.Image) -> int:
@@ -57,6 +71,53 @@ def image_kind(img: Image.Image) -> str | None:
     elif img.mode not in ("RGB", "RGBX"):
         notes.append(f"PIL mode {img.mode} (decoded by OpenCV)")
     return ", ".join(notes) or None
+
+
+def exif_orientation(img: Image.Image) -> int:
+    """The EXIF orientation of an opened image: 1 (as stored) unless the file says otherwise."""
+    try:
+        return int(img.getexif().get(EXIF_ORIENTATION, 1))
+    except (OSError, ValueError, SyntaxError, TypeError):
+        return 1  # unreadable EXIF: OpenCV ignores it too
+
+
+def jpeg_damage(path: str | Path) -> list[str]:
+    """The damage libjpeg reports while decoding a whole JPEG file, e.g. ``Corrupt JPEG data:
+    1430 extraneous bytes before marker 0xd9``; empty for an intact file.
+
+    libjpeg decodes damaged entropy-coded data to garbage without an error; it only prints
+    warnings to the C ``stderr``. This decodes the file with OpenCV (whose libjpeg prints them)
+    while file descriptor 2 is redirected to a temporary file, for this one call; anything else
+    written to it meanwhile is passed on to the real ``stderr``.
+
+    Raises:
+        OSError: The file cannot be read or decoded at all.
+    """
+    data = np.fromfile(path, dtype=np.uint8)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as capture:
+            os.dup2(capture.fileno(), 2)
+            try:
+                decoded = cv2.imdecode(data, _CV2_FLAGS) if data.size else None
+            finally:
+                os.dup2(saved, 2)
+            capture.seek(0)
+            lines = capture.read().decode(errors="replace").splitlines()
+    finally:
+        os.close(saved)
+    damage = [
+        line.strip()
+        for line in lines
+        if line.strip().startswith(_JPEG_DAMAGE) and "ICC marker" not in line
+    ]
+    others = [line for line in lines if line.strip() and line.strip() not in damage]
+    if others:
+        print("\n".join(others), file=sys.stderr)
+    if decoded is None:
+        raise OSError("OpenCV cannot decode it" + (f" ({damage[0]})" if damage else ""))
+    return damage
 
 
 def _decode_with_cv2(data: np.ndarray) -> np.ndarray:

@@ -3,15 +3,18 @@
 ``data.verify`` chooses how deep it looks:
 
 * ``headers`` (default, seconds for ADE20K): pairing, then each file's header: format, size,
-  mode and bit depth of images, mode of labels, image/label size match. A file whose end marker
-  is missing (a JPEG without ``FFD9``, a PNG without ``IEND``: cut short) is decoded to
-  confirm. Label *values* are not read.
+  mode and bit depth of images, mode of labels, image/label size match, sizes PIL refuses as
+  decompression bombs. A file whose end marker is missing (a JPEG without ``FFD9``, a PNG
+  without ``IEND``: cut short) is decoded to confirm. Label *values* are not read.
 * ``full``: decodes every image and label as training will (label values against
-  ``num_classes`` included); for a first run on new data.
+  ``num_classes`` included), and every JPEG once more to hear libjpeg's damage warnings
+  (`vanseg.data.image_io.jpeg_damage`); for a first run on new data.
 * ``off``: pairing only.
 
-Unusual but valid image kinds (16-bit, grayscale, RGBA, palette, CMYK) are reported as notes:
-they are read as the original reads them (`vanseg.data.image_io`).
+Pairing (every mode) also lists names held by two images or two labels (``x.jpg`` and
+``x.png``): none of them is used. Unusual but valid image kinds (16-bit, grayscale, RGBA,
+palette, CMYK) are reported as notes: they are read as the original reads them
+(`vanseg.data.image_io`); so are images with an EXIF orientation, read as stored, unrotated.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -30,13 +34,15 @@ from vanseg.data.ade20k import (
     INDEX_MODES,
     DatasetError,
     DatasetNotFoundError,
+    duplicates_message,
     load_image,
     load_label,
+    reason,
     scan_split,
     unpaired_message,
 )
 from vanseg.data.classes import IGNORE_INDEX
-from vanseg.data.image_io import image_kind
+from vanseg.data.image_io import exif_orientation, image_kind, jpeg_damage
 from vanseg.errors import ConfigError
 
 __all__ = ["VERIFY_MODES", "PairResult", "ScanReport", "check_verify_mode", "probe_pair", "scan"]
@@ -63,6 +69,7 @@ class PairResult:
 
     problems: list[str] = field(default_factory=list)
     kind: str | None = None  # how the image differs from plain 8-bit RGB
+    orientation: int = 1  # EXIF orientation of the image (1: none)
     size: tuple[int, int] | None = None  # image (W, H)
     counts: np.ndarray | None = None  # label pixels per class (full mode only)
 
@@ -91,13 +98,23 @@ def _cut_short(path: Path, fmt: str | None) -> bool:
         return marker not in handle.read()
 
 
-def _header(path: Path) -> tuple[tuple[int, int], str, str | None]:
-    """``(size, mode, kind)`` from the header; a file cut short is decoded to confirm."""
+class Header(NamedTuple):
+    """What a file's header says."""
+
+    size: tuple[int, int]  # (W, H) as stored
+    mode: str
+    kind: str | None  # see `image_kind`
+    format: str | None
+    orientation: int  # EXIF orientation, 1 if none
+
+
+def _header(path: Path) -> Header:
+    """The file's header; a file cut short is decoded to confirm."""
     with Image.open(path) as img:
-        size, mode, kind = img.size, img.mode, image_kind(img)
+        header = Header(img.size, img.mode, image_kind(img), img.format, exif_orientation(img))
         if _cut_short(path, img.format):
             img.load()  # raises "image file is truncated" if it really is
-    return size, mode, kind
+    return header
 
 
 def _size_problem(image: Path, isize: tuple[int, int], label: Path, lsize: tuple[int, int]) -> str:
@@ -118,14 +135,22 @@ def probe_pair(
     image_path, label_path = paths
     result = PairResult()
     try:
-        result.size, _, result.kind = _header(image_path)
+        header = _header(image_path)
+        result.size, result.kind, result.orientation = header.size, header.kind, header.orientation
         if mode == "full":
             load_image(image_path)
+            damage = jpeg_damage(image_path) if header.format == "JPEG" else []
+            if damage:
+                result.problems.append(
+                    f"Image {image_path} is damaged: libjpeg reports '{damage[0]}' and decodes "
+                    "part of it to garbage. Replace or delete the file (and its label)."
+                )
     except DatasetError as err:
         result.problems.append(str(err))
     except _READ_ERRORS as err:
         result.problems.append(
-            f"Cannot read image {image_path}: {err}. Replace or delete the file (and its label)."
+            f"Cannot read image {image_path}: {reason(err)}. Replace or delete the file (and its "
+            "label)."
         )
     label_size = None
     try:
@@ -134,7 +159,7 @@ def probe_pair(
             label_size = (label.shape[1], label.shape[0])
             result.counts = np.bincount(label.ravel(), minlength=256)[:num_classes]
         else:
-            label_size, label_mode, _ = _header(label_path)
+            label_size, label_mode = _header(label_path)[:2]
             if label_mode not in INDEX_MODES:
                 result.problems.append(
                     f"Label {label_path} is a {label_mode}-mode image; labels must be "
@@ -144,18 +169,33 @@ def probe_pair(
     except DatasetError as err:
         result.problems.append(str(err))
     except _READ_ERRORS as err:
-        result.problems.append(f"Cannot read label {label_path}: {err}. Replace or delete it.")
+        result.problems.append(
+            f"Cannot read label {label_path}: {reason(err)}. Replace or delete it."
+        )
     if result.size is not None and label_size is not None and result.size != label_size:
         result.problems.append(_size_problem(image_path, result.size, label_path, label_size))
     return result
 
 
+def _names(paths: Sequence[Path]) -> str:
+    return ", ".join(p.name for p in paths[:_SHOWN]) + (", ..." if len(paths) > _SHOWN else "")
+
+
 def _kind_notes(split: str, kinds: dict[str, list[Path]]) -> list[str]:
-    notes = []
-    for kind, paths in sorted(kinds.items()):
-        names = ", ".join(p.name for p in paths[:_SHOWN]) + (", ..." if len(paths) > _SHOWN else "")
-        notes.append(f"{len(paths)} image(s) in split '{split}' are {kind}: {names}")
-    return notes
+    return [
+        f"{len(paths)} image(s) in split '{split}' are {kind}: {_names(paths)}"
+        for kind, paths in sorted(kinds.items())
+    ]
+
+
+def _orientation_note(split: str, rotated: Sequence[Path]) -> str:
+    return (
+        f"{len(rotated)} image(s) in split '{split}' have an EXIF orientation (rotated or "
+        f"mirrored when viewed): {_names(rotated)}. They are read as stored, without that "
+        "rotation (cv2.imread and image viewers apply it), so their labels must match the "
+        "stored pixels; a label drawn on the rotated view is listed as a size mismatch when "
+        "its width and height differ."
+    )
 
 
 def crop_note(
@@ -215,11 +255,15 @@ def scan(
     )
     for split in splits:
         try:
-            pairs, no_label, no_image = scan_split(root, split, image_suffixes, label_suffix)
+            pairs, no_label, no_image, duplicates = scan_split(
+                root, split, image_suffixes, label_suffix
+            )
         except DatasetNotFoundError as err:
             report.problems.append(str(err))
             continue
         report.pairs[split] = len(pairs)
+        if duplicates:
+            report.problems.append(duplicates_message(split, duplicates))
         if no_label or no_image:
             report.problems.append(unpaired_message(split, no_label, no_image))
         if mode == "off":
@@ -231,11 +275,14 @@ def scan(
 
             results = track(results, total=len(pairs), description=f"checking {split}")
         kinds: dict[str, list[Path]] = defaultdict(list)
+        rotated: list[Path] = []
         try:
             for (image_path, _), result in zip(pairs, results, strict=True):
                 report.problems.extend(result.problems)
                 if result.kind:
                     kinds[result.kind].append(image_path)
+                if result.orientation != 1:
+                    rotated.append(image_path)
                 if split == splits[0] and result.counts is not None:
                     report.class_pixels += result.counts
                 if split == splits[0] and result.size is not None:
@@ -244,6 +291,8 @@ def scan(
             if pool is not None:
                 pool.shutdown()
         report.notes.extend(_kind_notes(split, kinds))
+        if rotated:
+            report.notes.append(_orientation_note(split, rotated))
     return report
 
 
