@@ -94,6 +94,26 @@ def test_multirun_sweep_writes_a_summary(tiny_data_overrides: list[str], tmp_pat
     assert "Sweep summary (2 jobs" in proc.stdout
 
 
+@pytest.mark.slow
+def test_a_failed_job_does_not_stop_the_sweep(tiny_data_overrides: list[str], tmp_path: Path):
+    """Issue 19.8: job 1 (lr=0) fails; jobs 0 and 2 still run, the summary lists the failure
+    with its error line, and the sweep exits with status 2."""
+    sweep = tmp_path / "sweep"
+    args = [a for a in _small(tiny_data_overrides) if "max_steps" not in a]
+    proc = subprocess.run(
+        [sys.executable, "train.py", "-m", "optimizer.lr=1e-3,0,2e-3", "trainer=cpu",
+         "trainer.max_steps=2", *args, f"hydra.sweep.dir={sweep}"],
+        cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-3000:]
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert [row["job"] for row in summary] == ["0", "1", "2"]
+    assert "val/mIoU" in summary[0]["metrics"] and "val/mIoU" in summary[2]["metrics"]
+    assert summary[1]["failed"] and "optimizer.lr" in summary[1]["error"]
+    assert "job 1: FAILED" in proc.stdout and "1 of 3 jobs failed" in proc.stderr
+
+
 def test_multirun_with_in_process_ddp_is_refused(tiny_data_overrides, tmp_path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(

@@ -11,7 +11,8 @@ import sys
 from omegaconf import DictConfig
 
 from vanseg.cli import launch
-from vanseg.utils.cli import user_errors
+from vanseg.errors import USER_ERROR_EXIT
+from vanseg.utils.cli import multirun_job_dir, record_job_failure, user_errors
 
 __all__ = ["run", "main"]
 
@@ -29,7 +30,11 @@ def run(cfg: DictConfig) -> float | None:
         return train(cfg)["metrics"].get("val/mIoU")
     except TrainingStopped as err:
         logging.getLogger("vanseg").error(str(err))
-        sys.exit(err.exit_code)
+        job = multirun_job_dir()
+        if job is not None and err.exit_code == USER_ERROR_EXIT:  # a data error: this job only
+            record_job_failure(job, str(err).splitlines()[0], err.exit_code)
+            return None
+        sys.exit(err.exit_code)  # a signal stops the whole sweep
 
 
 def main() -> None:

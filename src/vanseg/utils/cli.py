@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 from vanseg.errors import USER_ERROR_EXIT, VansegError
@@ -48,6 +50,32 @@ def format_error(prog: str, err: BaseException) -> str:
     return "\n".join([f"{prog}: error: {lines[0]}", *(f"  {line}" for line in lines[1:])])
 
 
+#: Written into a multirun job's folder when the job fails (listed by the sweep summary).
+JOB_ERROR_FILE = "error.json"
+
+
+def multirun_job_dir() -> Path | None:
+    """The output folder of the current Hydra multirun job, or None outside a multirun."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            return Path(HydraConfig.get().runtime.output_dir)
+    except (ImportError, ValueError):
+        pass
+    return None
+
+
+def record_job_failure(folder: Path, message: str, exit_code: int) -> None:
+    """Write ``error.json`` (the error line and exit status) into a failed sweep job's folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"error": message, "exit_code": exit_code}, indent=2)
+    tmp = folder / f".{JOB_ERROR_FILE}.tmp"
+    tmp.write_text(text)
+    tmp.replace(folder / JOB_ERROR_FILE)
+
+
 def user_errors(prog: str) -> Callable[[F], F]:
     """Decorate an entry point so that user errors end it in one style with exit status 2.
 
@@ -68,7 +96,12 @@ def user_errors(prog: str) -> Callable[[F], F]:
                 if debug_enabled():
                     raise
                 sys.stdout.flush()
-                print(format_error(prog, err), file=sys.stderr, flush=True)
+                message = format_error(prog, err)
+                print(message, file=sys.stderr, flush=True)
+                job = multirun_job_dir()
+                if job is not None:  # one failed job of a sweep: recorded, the sweep goes on
+                    record_job_failure(job, message.splitlines()[0], USER_ERROR_EXIT)
+                    return None
                 raise SystemExit(USER_ERROR_EXIT) from None
 
         return wrapper  # type: ignore[return-value]
