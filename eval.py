@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from vanseg.cli.eval import run
 from vanseg.evaluation.evaluate import worker_rank_overrides
-from vanseg.utils.cli import user_errors
+from vanseg.utils.cli import refuse_bad_overrides, user_errors
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
@@ -26,4 +26,5 @@ def main(cfg: DictConfig) -> float:
 
 if __name__ == "__main__":
     sys.argv += worker_rank_overrides()  # torchrun ranks > 0 create no run folders
+    refuse_bad_overrides("eval.py", "eval")  # a typo in a key: exit 2, not Hydra's 1
     main()

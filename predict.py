@@ -9,7 +9,7 @@ import hydra
 from omegaconf import DictConfig
 
 from vanseg.cli.predict import run
-from vanseg.utils.cli import user_errors
+from vanseg.utils.cli import refuse_bad_overrides, user_errors
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")
@@ -19,4 +19,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    refuse_bad_overrides("predict.py", "predict")  # a typo in a key: exit 2, not Hydra's 1
     main()

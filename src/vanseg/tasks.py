@@ -35,6 +35,7 @@ from vanseg.training.resume import (
 from vanseg.training.run_dir import check_run_folder, fresh_csv_version, write_results
 from vanseg.training.signals import (
     AtomicCheckpointIO,
+    CheckpointWriteError,
     EmergencyCheckpoint,
     StopRequest,
     TrainingInterrupted,
@@ -287,6 +288,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             err = TrainingInterrupted(signal.SIGTERM, emergency.saved_step or 0, emergency.saved)
         _finish(cfg, trainer, module, {"stopped": str(err)})
         raise err from None
+    except CheckpointWriteError as err:
+        log.error("%s", err)  # also into train.log, if the disk still takes it
+        try:
+            _finish(cfg, trainer, module, {"stopped": str(err)})
+        except OSError as again:
+            log.error("results.json not written either: %s", again)
+        raise
     except DatasetError as err:
         step, saved = emergency.saved_step, emergency.saved
         _finish(cfg, trainer, module, {"stopped": str(err)})

@@ -98,11 +98,23 @@ def check_and_load(module: nn.Module, state_dict: Mapping[str, torch.Tensor], so
             state_dict[key] = own[key]
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
-    mis_shaped = sorted(
+    common = sorted(set(own) & set(state_dict))
+    mis_shaped = [
         f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in set(own) & set(state_dict)
+        for k in common
         if state_dict[k].shape != own[k].shape
-    )
+    ]
+    # load_state_dict would cast an int or bool tensor into a float weight (and back) silently.
+    mis_typed = [
+        f"{k}: file {state_dict[k].dtype} vs model {own[k].dtype}"
+        for k in common
+        if state_dict[k].is_floating_point() != own[k].is_floating_point()
+    ]
+    non_finite = [
+        k
+        for k in common
+        if state_dict[k].is_floating_point() and not bool(torch.isfinite(state_dict[k]).all())
+    ]
     problems = []
     for title, keys in (
         ("missing", missing),
@@ -116,6 +128,20 @@ def check_and_load(module: nn.Module, state_dict: Mapping[str, torch.Tensor], so
             f"{source} does not match the model ({type(module).__name__}):\n  "
             + "\n  ".join(problems)
             + "\nCheck that the backbone/head options match the checkpoint."
+        )
+    if mis_typed:
+        raise CheckpointError(
+            f"{source} stores {len(mis_typed)} tensor(s) with the wrong kind of dtype ("
+            + ", ".join(mis_typed[:3])
+            + (", ..." if len(mis_typed) > 3 else "")
+            + "); it was not written for this model: use the checkpoint it was exported from"
+        )
+    if non_finite:
+        raise CheckpointError(
+            f"{source} holds NaN or infinite values in {len(non_finite)} tensor(s) ("
+            + ", ".join(non_finite[:3])
+            + (", ..." if len(non_finite) > 3 else "")
+            + "); these weights are broken: use an earlier checkpoint"
         )
     module.load_state_dict(state_dict, strict=True)
 

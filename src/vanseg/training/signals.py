@@ -34,7 +34,10 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from vanseg.errors import VansegError
+
 __all__ = [
+    "CheckpointWriteError",
     "AtomicCheckpointIO",
     "EmergencyCheckpoint",
     "StopRequest",
@@ -82,8 +85,16 @@ class TrainingInterrupted(TrainingStopped):
         )
 
 
+class CheckpointWriteError(VansegError, OSError):
+    """A checkpoint could not be written (full disk, read-only folder); nothing was replaced."""
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``torch.save`` into a temporary file beside the target, then an atomic rename."""
+    """``torch.save`` into a temporary file beside the target, then an atomic rename.
+
+    A failed write (a full disk: torch reports it as an ``OSError`` or a ``RuntimeError``
+    from its zip writer) leaves the earlier file in place and raises `CheckpointWriteError`.
+    """
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
@@ -91,16 +102,27 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        tmp = None
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
             with os.fdopen(fd, "wb") as f:
                 torch.save(checkpoint, f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, target)
+        except (OSError, RuntimeError) as err:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+            cause = getattr(err, "strerror", None) or str(err).strip().splitlines()[0]
+            raise CheckpointWriteError(
+                f"cannot write checkpoint {target}: {cause}. Nothing was replaced; free disk "
+                "space or make the folder writable (or set paths.output_dir), then resume with "
+                "ckpt_path=last"
+            ) from err
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
             raise
 
 

@@ -14,6 +14,7 @@ too, to show where they came from.
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import json
 import os
@@ -22,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from vanseg.errors import USER_ERROR_EXIT, VansegError
+from vanseg.errors import USER_ERROR_EXIT, ConfigError, VansegError
 
 __all__ = [
     "DEBUG_ENV",
@@ -76,6 +77,42 @@ def record_job_failure(folder: Path, message: str, exit_code: int) -> None:
     tmp.replace(folder / JOB_ERROR_FILE)
 
 
+#: ``OSError`` numbers that mean the user's disk or folder, not a bug: reported in one line.
+_IO_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def _io_error(err: BaseException) -> bool:
+    return isinstance(err, OSError) and err.errno in _IO_ERRNOS
+
+
+def _io_text(err: OSError) -> str:
+    where = f" {err.filename}" if err.filename else ""
+    return (
+        f"cannot write{where}: {err.strerror}. Free disk space, make the folder writable, or "
+        "choose another output folder"
+    )
+
+
+def refuse_bad_overrides(prog: str, config_name: str, argv: Sequence[str] | None = None) -> None:
+    """Compose the command line's overrides once before Hydra runs the task.
+
+    Hydra reports an unknown key (``Key 'x' is not in struct``) or group option and exits with
+    status 1, like a crash. Here the same text ends the command with vanseg's prefix and exit
+    status 2. Hydra's own flags (``-m``, ``--cfg``, ...) are left to Hydra.
+    """
+    from vanseg.utils.config import compose_config
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if any(arg.startswith("-") for arg in args):
+        return
+    try:
+        compose_config(args, config_name=config_name, return_hydra_config=True)
+    except ConfigError as err:
+        hydra_text = str(err.__cause__ or err).strip()  # Hydra's whole message, as Hydra says it
+        print(format_error(prog, hydra_text), file=sys.stderr, flush=True)
+        raise SystemExit(USER_ERROR_EXIT) from None
+
+
 def user_errors(prog: str) -> Callable[[F], F]:
     """Decorate an entry point so that user errors end it in one style with exit status 2.
 
@@ -92,11 +129,11 @@ def user_errors(prog: str) -> Callable[[F], F]:
         def wrapper(*args, **kwargs):
             try:
                 return fn(*args, **kwargs)
-            except VansegError as err:
-                if debug_enabled():
+            except (VansegError, OSError) as err:
+                if debug_enabled() or not isinstance(err, VansegError) and not _io_error(err):
                     raise
                 sys.stdout.flush()
-                message = format_error(prog, err)
+                message = format_error(prog, err if isinstance(err, VansegError) else _io_text(err))
                 print(message, file=sys.stderr, flush=True)
                 job = multirun_job_dir()
                 if job is not None:  # one failed job of a sweep: recorded, the sweep goes on

@@ -21,6 +21,9 @@ from vanseg.errors import ConfigError
 __all__ = ["check_devices_exist", "check_train_config"]
 
 _MISSING = object()
+#: ``trainer.precision`` values Lightning 2 accepts.
+PRECISIONS = ("32", "32-true", "64", "64-true", "16", "16-mixed", "16-true", "bf16",
+              "bf16-mixed", "bf16-true", "transformer-engine")  # fmt: skip
 
 
 def _int(value: Any) -> bool:
@@ -61,8 +64,44 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
         "two positive numbers [low, high] with low <= high",
     ),
     "data.verify": (lambda v: v in ("headers", "full", "off"), "one of headers|full|off"),
+    "data.eval_scale": (_pair(lambda x: _int(x) and x > 0), "two positive integers [long, short]"),
+    "data.ignore_index": (lambda v: _int(v) and 0 <= v <= 255, "an integer in 0..255"),
+    "data.class_names": (
+        lambda v: (
+            v is None
+            or isinstance(v, str)
+            or (isinstance(v, list) and all(isinstance(x, str) for x in v))
+        ),
+        "null, a name set such as ade20k, or a list of names",
+    ),  # fmt: skip
     "optimizer.lr": (lambda v: _number(v) and v > 0, "a positive number"),
+    "optimizer.weight_decay": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "scheduler.warmup_steps": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
+    "scheduler.power": (lambda v: _number(v) and v > 0, "a positive number"),
+    "module.aux_weight": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "trainer.precision": (
+        lambda v: str(v) in PRECISIONS,
+        "one of " + "|".join(PRECISIONS),
+    ),
 }
+
+
+def _cross_checks(cfg: DictConfig) -> list[str]:
+    """Problems of several values together (run after each value passed its own rule)."""
+    problems = []
+    classes, ignore = _value(cfg, "data.num_classes"), _value(cfg, "data.ignore_index")
+    if _int(classes) and _int(ignore) and ignore < classes:
+        problems.append(
+            f"data.ignore_index={ignore} is a class index (data.num_classes={classes}); use a "
+            "value >= num_classes, such as 255"
+        )
+    names = _value(cfg, "data.class_names")
+    if isinstance(names, list) and _int(classes) and len(names) != classes:
+        problems.append(
+            f"data.class_names has {len(names)} names but data.num_classes={classes}; give one "
+            "name per class"
+        )
+    return problems
 
 
 def _value(cfg: DictConfig, key: str) -> Any:
@@ -80,6 +119,11 @@ def check_devices_exist(trainer: DictConfig | dict, gpus: int | None = None) -> 
     """
     gpus = torch.cuda.device_count() if gpus is None else gpus
     accelerator, devices = str(trainer.get("accelerator", "auto")), trainer.get("devices", 1)
+    if accelerator in ("gpu", "cuda") and gpus == 0 and not (_int(devices) and devices > 1):
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} but this machine has no GPU; train on the CPU "
+            "with trainer=cpu (or trainer=ddp_cpu trainer.devices=N for N CPU processes)"
+        )
     if not _int(devices) or devices <= 1 and devices != -1:
         return
     wants_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and devices > 1)
@@ -102,6 +146,8 @@ def check_train_config(cfg: DictConfig, gpus: int | None = None) -> None:
             continue
         if value is not _MISSING and not test(value):
             problems.append(f"{key}={value!r} must be {must}")
+    if not problems:
+        problems = _cross_checks(cfg)
     if problems:
         raise ConfigError(
             "invalid option value(s): "
