@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -175,6 +176,31 @@ def test_cli_config_in_process(checkpoint: Path, images: Path, tmp_path: Path, c
         assert exit_info.value.code == 2
         err = capsys.readouterr().err
         assert err.startswith("predict.py: error: ") and words in err
+
+
+def test_cli_refuses_the_input_image_as_output(
+    checkpoint: Path, images: Path, tmp_path: Path, capsys, monkeypatch
+):
+    monkeypatch.delenv("VANSEG_DEBUG", raising=False)
+    photo = images / "a.jpg"
+    before = hashlib.sha256(photo.read_bytes()).hexdigest()
+    for output, words in (
+        (photo, f"output={photo} is a file, the input image itself;"),
+        (photo / "out", f"output={photo / 'out'} lies under {photo}, a file (the input image);"),
+    ):
+        overrides = [f"ckpt_path={checkpoint}", f"input={photo}", f"output={output}"]
+        with pytest.raises(SystemExit) as exit_info:
+            predict_cli.main.__wrapped__(compose_config(overrides, config_name="predict"))
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("predict.py: error: ") and len(err.strip().splitlines()) == 1
+        assert words in err and f"output={images / 'predictions'}" in err
+    assert hashlib.sha256(photo.read_bytes()).hexdigest() == before
+    notes = images / "notes.txt"  # another file, not an input
+    with pytest.raises(PredictError) as refused:
+        run_predict(checkpoint, photo, notes, protocol=FAST, progress=False)
+    assert str(refused.value).startswith(f"output={notes} is a file; give a folder")
+    assert notes.read_text() == "not an image"
 
 
 @pytest.mark.slow

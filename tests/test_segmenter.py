@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch import nn
 
 import vanseg
 from vanseg.data.classes import generic_palette
 from vanseg.evaluation.inference import InferenceProtocol, predict_mask, predict_probs
 from vanseg.evaluation.inference import set_eval_seed as seed_nmf
 from vanseg.evaluation.predict import run_predict
+from vanseg.metadata import ModelMeta
 from vanseg.segmenter import SegmenterError
 from vanseg.utils.config import compose_config, model_config
 
@@ -192,6 +194,38 @@ def test_bad_inputs_are_named(segmenter: vanseg.Segmenter, tmp_path: Path) -> No
         segmenter(tmp_path / "broken.jpg")
     with pytest.raises(SegmenterError, match="cannot segment a int"):
         segmenter(3)
+
+
+def test_empty_images_are_named(segmenter: vanseg.Segmenter) -> None:
+    with pytest.raises(SegmenterError, match=r"no pixels \(array of shape \(0, 0, 3\)\)"):
+        segmenter(np.zeros((0, 0, 3), np.uint8))
+    with pytest.raises(SegmenterError, match=r"no pixels \(PIL image of shape \(0, 5, 3\)\)"):
+        segmenter(Image.new("RGB", (5, 0)))
+
+
+def test_float_pil_image_is_named(segmenter: vanseg.Segmenter) -> None:
+    image = Image.fromarray(np.full((6, 8), 0.5, np.float32))
+    assert image.mode == "F"
+    with pytest.raises(SegmenterError, match="PIL image of mode F: .*convert it first"):
+        segmenter(image)
+
+
+def test_one_row_panorama_is_segmented() -> None:
+    """A 1 x 5000 RGB image: red on the left half, blue on the right."""
+    colour_model = nn.Conv2d(3, 2, 1)  # class 0 follows the red channel, class 1 the blue one
+    with torch.no_grad():
+        colour_model.weight.copy_(torch.tensor([[1.0, 0, 0], [0, 0, 1]]).view(2, 3, 1, 1))
+        colour_model.bias.zero_()
+    meta = ModelMeta({}, 2, class_names=("red", "blue"), palette=((255, 0, 0), (0, 0, 255)))
+    seg = vanseg.Segmenter(colour_model, meta, protocol=InferenceProtocol(size_divisor=32))
+    pixels = np.zeros((1, 5000, 3), np.uint8)
+    pixels[:, :2500, 0] = 255
+    pixels[:, 2500:, 2] = 255
+    for image, expected in ((pixels, (1, 5000)), (pixels.transpose(1, 0, 2), (5000, 1))):
+        mask = seg(np.ascontiguousarray(image)).mask
+        assert mask.shape == expected
+        # Resizing blurs the border by a few pixels of the 2048-pixel network input.
+        assert (mask.reshape(-1)[:2490] == 0).all() and (mask.reshape(-1)[2510:] == 1).all()
 
 
 def test_build_gives_ade_metadata() -> None:

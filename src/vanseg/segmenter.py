@@ -32,7 +32,12 @@ from torch import nn
 
 from vanseg.errors import VansegError
 from vanseg.evaluation.checkpoint import LoadedCheckpoint, load_checkpoint, resolve_inference
-from vanseg.evaluation.inference import InferenceProtocol, predict_probs, set_eval_seed
+from vanseg.evaluation.inference import (
+    InferenceProtocol,
+    predict_mask,
+    predict_probs,
+    set_eval_seed,
+)
 from vanseg.evaluation.visualize import add_legend, blend, palette_array, present_classes
 from vanseg.evaluation.visualize import save_label as _save_label
 from vanseg.metadata import ModelMeta
@@ -56,31 +61,63 @@ def read_image(image: ImageInput) -> tuple[np.ndarray, Path | None]:
     pixels are those that training and ``eval.py`` see.
 
     Raises:
-        SegmenterError: Unreadable file, or an array that is not RGB ``uint8`` ``(H, W, 3)``.
+        SegmenterError: Unreadable file, a PIL image in a mode without an 8-bit RGB reading
+            (``F``, ``I``, ``HSV``, ...), an array that is not RGB ``uint8`` ``(H, W, 3)``, or an
+            image without pixels.
     """
-    from vanseg.data.ade20k import DatasetError, image_to_rgb, load_image
-
     if isinstance(image, (str, Path)):
-        path = Path(image)
-        if not path.is_file():
-            raise SegmenterError(f"image {path} does not exist (no such file)")
-        try:
-            return load_image(path), path
-        except DatasetError as err:
-            raise SegmenterError(f"cannot read image {path}: {err.__cause__ or err}") from err
-    if isinstance(image, Image.Image):
-        return image_to_rgb(image), None
-    if isinstance(image, np.ndarray):
+        rgb, source = _read_file(Path(image)), Path(image)
+    elif isinstance(image, Image.Image):
+        rgb, source = _convert_pil(image), None
+    elif isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise SegmenterError(
                 f"an image array must be RGB uint8 of shape (H, W, 3), got {image.dtype} "
                 f"{image.shape}; convert it, e.g. np.asarray(pil_image.convert('RGB'))"
             )
-        return image, None
-    raise SegmenterError(
-        f"cannot segment a {type(image).__name__}; pass a file path, a PIL image, an RGB uint8 "
-        "array (H, W, 3) or a list of them"
-    )
+        rgb, source = image, None
+    else:
+        raise SegmenterError(
+            f"cannot segment a {type(image).__name__}; pass a file path, a PIL image, an RGB "
+            "uint8 array (H, W, 3) or a list of them"
+        )
+    if 0 in rgb.shape:
+        what = f"image {source}" if source is not None else "the image"
+        kind = "PIL image" if isinstance(image, Image.Image) else "array"
+        raise SegmenterError(
+            f"{what} has no pixels ({kind} of shape {rgb.shape}); pass at least 1x1 pixel"
+        )
+    return rgb, source
+
+
+def _read_file(path: Path) -> np.ndarray:
+    from vanseg.data.ade20k import DatasetError, load_image
+
+    if not path.is_file():
+        raise SegmenterError(f"image {path} does not exist (no such file)")
+    try:
+        return load_image(path)
+    except DatasetError as err:
+        raise SegmenterError(f"cannot read image {path}: {err.__cause__ or err}") from err
+
+
+def _convert_pil(image: Image.Image) -> np.ndarray:
+    """A PIL image as the data pipeline reads it, or a `SegmenterError` naming its mode."""
+    from vanseg.data.ade20k import image_to_rgb
+    from vanseg.data.image_io import PIL_EXACT_MODES
+
+    try:
+        return image_to_rgb(image)
+    except (OSError, ValueError, KeyError) as err:
+        source = getattr(image, "filename", "")
+        if source or image.mode in PIL_EXACT_MODES:  # a broken file behind the image
+            raise SegmenterError(f"cannot read PIL image {source or image}: {err}") from err
+        # Modes such as F (32-bit float) or I (32-bit int) have no file form that the
+        # original's reader (OpenCV IMREAD_COLOR) turns into 8-bit RGB.
+        raise SegmenterError(
+            f"cannot segment a PIL image of mode {image.mode}: it has no 8-bit RGB reading; "
+            "scale its values to 0..255 and convert it first, e.g. image.convert('RGB')"
+        ) from err
 
 
 @dataclass(frozen=True)
@@ -308,10 +345,15 @@ class Segmenter:
 
     # ------------------------------------------------------------------ inference
     def predict(self, rgb: np.ndarray, probs: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-        """``(mask (H, W) int64, probs (K, H, W) float32 or None)`` for an RGB uint8 array."""
+        """``(mask (H, W) int64, probs (K, H, W) float32 or None)`` for an RGB uint8 array.
+
+        The probabilities take ``K x H x W`` float32 values; without them the mask is computed
+        in bands of rows on big images (`vanseg.evaluation.inference.predict_mask`).
+        """
+        if not probs:
+            return predict_mask(self._runner, rgb, self.protocol).cpu().numpy(), None
         p = predict_probs(self._runner, rgb, self.protocol)[0]
-        mask = p.argmax(dim=0).cpu().numpy()
-        return mask, (p.cpu().numpy() if probs else None)
+        return p.argmax(dim=0).cpu().numpy(), p.cpu().numpy()
 
     def segment(self, image: ImageInput, probs: bool = False) -> SegmentationResult:
         """Segment one image (see :func:`read_image` for the accepted kinds)."""

@@ -25,11 +25,18 @@ logits are averaged (``slide``, mmseg ``slide_inference``); logits resized bilin
 
 Probabilities are averaged over all passes. The model must be in eval mode; for the Ham heads
 set their ``eval_seed`` (:func:`set_eval_seed`) if results must be reproducible.
+
+Memory: the probabilities of a pass are ``K x H x W`` float32 at the output size (150 classes on
+a 12 MP photo: 7 GB, and the sum over passes as much again). :func:`predict_mask` needs only their
+argmax: when the whole map is over :data:`MASK_BAND_BYTES` it keeps every pass's logits at the
+network input size and computes the output in bands of rows (:func:`resize_rows`), so its memory
+no longer grows with ``K x H x W``. Only :func:`predict_probs` holds the full probabilities.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import chain
 
 import cv2
 import numpy as np
@@ -51,12 +58,18 @@ from vanseg.evaluation.protocol import (
 )
 from vanseg.models.layers.matrix_decomposition import NMF2D
 
+#: Largest ``K x H x W`` float32 probability map (in bytes) that :func:`predict_mask` computes
+#: whole, exactly as :func:`predict_probs` does; a larger one is computed in bands of output rows
+#: of at most this size each (a few such bands are alive at once). Tests lower it to force bands.
+MASK_BAND_BYTES = 512 * 2**20
+
 __all__ = [
     "AUG_TEST_NAME",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "MS_RATIOS",
     "InferenceProtocol",
+    "MASK_BAND_BYTES",
     "keep_ratio_size",
     "multiple_size",
     "normalize",
@@ -65,6 +78,7 @@ __all__ = [
     "predict_probs",
     "predict_probs_tensor",
     "prepare_image",
+    "resize_rows",
     "resolve_protocol",
     "set_eval_seed",
     "slide_logits",
@@ -101,14 +115,19 @@ def multiple_size(height: int, width: int, divisor: int) -> tuple[int, int]:
 def _rescaled_size(
     height: int, width: int, protocol: InferenceProtocol, ratio: float
 ) -> tuple[int, int]:
-    """Size after ``Resize(keep_ratio=True)`` at ``ratio`` (before any ResizeToMultiple)."""
+    """Size after ``Resize(keep_ratio=True)`` at ``ratio`` (before any ResizeToMultiple).
+
+    A side that the formula rounds to 0 pixels (a 1 x 5000 panorama into (2048, 512): 0.41
+    rows) is kept at 1 pixel. The original passes the 0 to ``cv2.resize``, which fails, so this
+    changes no result the original gives.
+    """
     if protocol.base_scale is not None:
         # MultiScaleFlipAug scales the (w, h) = (2048, 512) bounds and truncates with int().
         bounds = (int(protocol.base_scale[0] * ratio), int(protocol.base_scale[1] * ratio))
-        return keep_ratio_size(height, width, bounds)
-    if ratio != 1.0:
-        return keep_ratio_size(height, width, (ratio * max(height, width),) * 2)
-    return height, width
+        height, width = keep_ratio_size(height, width, bounds)
+    elif ratio != 1.0:
+        height, width = keep_ratio_size(height, width, (ratio * max(height, width),) * 2)
+    return max(height, 1), max(width, 1)
 
 
 def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -168,6 +187,8 @@ def _as_uint8_rgb(image: np.ndarray | torch.Tensor) -> np.ndarray:
             f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {tuple(image.shape)}; "
             "use predict_probs_tensor for already normalised tensors"
         )
+    if 0 in image.shape:
+        raise ValueError(f"the image is empty, shape {tuple(image.shape)}; pass at least 1x1 pixel")
     return image
 
 
@@ -230,6 +251,13 @@ def _logits(model: nn.Module, images: torch.Tensor, protocol: InferenceProtocol)
     return model(images)
 
 
+def _resized_probs(logits: torch.Tensor, flipped: bool, out_size: tuple[int, int]) -> torch.Tensor:
+    """Probabilities at ``out_size`` of one pass's logits, un-flipped."""
+    logits = F.interpolate(logits, size=out_size, mode="bilinear", align_corners=False)
+    probs = logits.float().softmax(dim=1)
+    return probs.flip(-1) if flipped else probs
+
+
 def _probs(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -238,10 +266,7 @@ def _probs(
     protocol: InferenceProtocol,
 ) -> torch.Tensor:
     """Probabilities at ``out_size`` of prepared (possibly flipped) inputs, un-flipped."""
-    logits = _logits(model, inputs, protocol)
-    logits = F.interpolate(logits, size=out_size, mode="bilinear", align_corners=False)
-    probs = logits.float().softmax(dim=1)
-    return probs.flip(-1) if flipped else probs
+    return _resized_probs(_logits(model, inputs, protocol), flipped, out_size)
 
 
 def _pass_probs(
@@ -259,6 +284,45 @@ def _device(model: nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
+def _out_size(rgb: np.ndarray, out_size: Sequence[int] | None) -> tuple[int, int]:
+    size = tuple(out_size) if out_size is not None else rgb.shape[:2]
+    return int(size[0]), int(size[1])
+
+
+def _pass_logits(
+    model: nn.Module, rgb: np.ndarray, protocol: InferenceProtocol
+) -> Iterator[tuple[bool, torch.Tensor]]:
+    """``(flipped, logits at the network input size)`` of every pass, in the protocol's order."""
+    device = _device(model)
+    for ratio in protocol.scales:
+        for flip in (False, True) if protocol.flip else (False,):
+            yield flip, _logits(model, pass_input(rgb, protocol, ratio, flip).to(device), protocol)
+
+
+def _average(
+    passes: Iterable[tuple[bool, torch.Tensor]],
+    protocol: InferenceProtocol,
+    out_size: tuple[int, int],
+    rows: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """Probabilities at ``out_size`` averaged over the passes: all rows, or ``rows = (start,
+    stop)`` only (:func:`resize_rows`)."""
+    total: torch.Tensor | None = None
+    for flip, logits in passes:
+        if rows is None:
+            probs = _resized_probs(logits, flip, out_size)
+        else:
+            probs = resize_rows(logits, out_size, *rows).float().softmax(dim=1)
+            probs = probs.flip(-1) if flip else probs
+        if total is None:
+            total = probs
+        else:
+            total += probs  # in place: one map less alive, the same sums
+        del probs  # not alive during the next pass
+    assert total is not None
+    return total.div_(protocol.passes)
+
+
 @torch.no_grad()
 def predict_probs(
     model: nn.Module,
@@ -269,6 +333,8 @@ def predict_probs(
     """Class probabilities ``(1, K, H, W)`` for one original RGB uint8 image ``(H, W, 3)``.
 
     Every pass resizes the original image itself, so multi-scale matches the original exactly.
+    This holds ``K x H x W`` float32 values (and the sum over passes); for the mask alone use
+    :func:`predict_mask`, which needs far less memory on big images.
 
     Args:
         model: ``(B, 3, h, w) -> logits (B, K, h, w)``, in eval mode.
@@ -277,16 +343,8 @@ def predict_probs(
         out_size: ``(H, W)`` of the output; defaults to the image's own size (the label size).
     """
     rgb = _as_uint8_rgb(image)
-    size = tuple(out_size) if out_size is not None else rgb.shape[:2]
-    device = _device(model)
-    total: torch.Tensor | None = None
-    for ratio in protocol.scales:
-        for flip in (False, True) if protocol.flip else (False,):
-            inputs = pass_input(rgb, protocol, ratio, flip).to(device)
-            probs = _probs(model, inputs, flip, size, protocol)
-            total = probs if total is None else total + probs
-    assert total is not None
-    return total / protocol.passes
+    size = _out_size(rgb, out_size)
+    return _average(_pass_logits(model, rgb, protocol), protocol, size)
 
 
 @torch.no_grad()
@@ -320,11 +378,84 @@ def predict_probs_tensor(
     return probs
 
 
+def _axis_weights(
+    n_in: int, n_out: int, start: int, stop: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Bilinear (``align_corners=False``) sources of output positions ``start..stop - 1``.
+
+    PyTorch's formula, in float32 as its kernels compute it: ``scale = float32(n_in) / n_out``,
+    ``src = scale * (d + 0.5) - 0.5`` rounded once (the kernels' fused multiply-add), negatives
+    clamped to 0; ``i0 = floor(src)`` (at most ``n_in - 1``), ``i1 = min(i0 + 1, n_in - 1)``,
+    ``l1 = src - i0``, ``l0 = 1 - l1``. Same sizes: ``src = d``.
+
+    Returns:
+        ``(i0, i1, l0, l1)``: int64 indices and float32 weights, one per output position.
+    """
+    dst = np.arange(start, stop, dtype=np.float64)
+    if n_in == n_out:
+        src = dst.astype(np.float32)
+    else:
+        scale = np.float32(n_in) / np.float32(n_out)
+        # Exact in float64 (24-bit scale times a half-integer), so one rounding to float32.
+        src = np.maximum((np.float64(scale) * (dst + 0.5) - 0.5).astype(np.float32), 0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    l1 = np.clip(src - i0.astype(np.float32), 0, 1).astype(np.float32)
+    l0 = np.float32(1) - l1
+
+    def tensor(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a).to(device)
+
+    return tensor(i0), tensor(i1), tensor(l0), tensor(l1)
+
+
+def resize_rows(
+    logits: torch.Tensor, out_size: Sequence[int], start: int, stop: int
+) -> torch.Tensor:
+    """Rows ``start..stop - 1`` of the bilinear resize of ``logits`` (B, K, h, w) to ``out_size``.
+
+    ``F.interpolate(logits, out_size, mode="bilinear", align_corners=False)[:, :, start:stop]``
+    computed from the ``logits`` rows those output rows need, with the same source rows and
+    weights (:func:`_axis_weights`), then resized along the width by ``F.interpolate``:
+    ``(B, K, stop - start, W)`` in ``logits``' dtype.
+    The values agree with the full resize up to float rounding (a few ulp): PyTorch's own kernels
+    round differently with the shape of their output, so no slice of another shape reproduces
+    the full resize bit for bit.
+    """
+    i0, i1, l0, l1 = _axis_weights(logits.shape[2], int(out_size[0]), start, stop, logits.device)
+    rows = logits.index_select(2, i0) * l0.view(-1, 1) + logits.index_select(2, i1) * l1.view(-1, 1)
+    # Along the width, PyTorch's kernel itself (same sizes as the full resize; rows kept as is).
+    size = (stop - start, int(out_size[1]))
+    return F.interpolate(rows, size=size, mode="bilinear", align_corners=False).to(logits.dtype)
+
+
+@torch.no_grad()
 def predict_mask(
     model: nn.Module,
     image: np.ndarray | torch.Tensor,
     protocol: InferenceProtocol,
     out_size: Sequence[int] | None = None,
 ) -> torch.Tensor:
-    """Predicted class indices ``(H, W)`` (int64) for one original RGB uint8 image."""
-    return predict_probs(model, image, protocol, out_size)[0].argmax(dim=0)
+    """Predicted class indices ``(H, W)`` (int64) for one original RGB uint8 image.
+
+    The argmax of :func:`predict_probs`. When its ``K x H x W`` float32 map fits in
+    :data:`MASK_BAND_BYTES`, that very computation; else every pass's logits are kept at the
+    network input size and the output is computed in bands of rows of at most that size
+    (:func:`resize_rows`), so memory does not grow with ``K x H x W``. Banded, a pixel can differ
+    from the full computation only where two classes' averaged probabilities tie within float
+    rounding (about 1e-6).
+    """
+    rgb = _as_uint8_rgb(image)
+    size = _out_size(rgb, out_size)
+    passes = _pass_logits(model, rgb, protocol)
+    first = next(passes)
+    row_bytes = first[1].shape[1] * size[1] * 4  # K float32 values per output pixel
+    rows = max(1, MASK_BAND_BYTES // row_bytes)
+    if rows >= size[0]:
+        return _average(chain([first], passes), protocol, size)[0].argmax(dim=0)
+    stored = [first, *passes]
+    mask = torch.empty(size, dtype=torch.int64, device=first[1].device)
+    for start in range(0, size[0], rows):
+        stop = min(start + rows, size[0])
+        mask[start:stop] = _average(stored, protocol, size, (start, stop))[0].argmax(dim=0)
+    return mask

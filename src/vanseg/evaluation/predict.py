@@ -136,6 +136,20 @@ def _targets(images: Sequence[Path], output: Path) -> dict[Path, tuple[Path, Pat
     }
 
 
+def _check_output_folder(output: Path, images: Sequence[Path]) -> None:
+    """Refuse an ``output`` that is a file or lies under one (the input image, say)."""
+    existing = next(p for p in (output, *output.parents) if p.exists())
+    if existing.is_dir():
+        return
+    where = "is a file" if existing == output else f"lies under {existing}, a file"
+    if existing.resolve() in {p.resolve() for p in images}:
+        where += ", the input image itself" if existing == output else " (the input image)"
+    raise PredictError(
+        f"output={output} {where}; give a folder for labels/ and overlays/ (created if needed), "
+        f"e.g. output={existing.parent / 'predictions'}"
+    )
+
+
 def _check_output(targets: dict[Path, tuple[Path, Path]], output: Path, overwrite: bool) -> None:
     """Refuse outputs that would replace an input, or files that predict.py did not write.
 
@@ -143,8 +157,6 @@ def _check_output(targets: dict[Path, tuple[Path, Path]], output: Path, overwrit
     label PNGs and overlays of the images listed in its ``report.json``. Any other existing
     file there (ground-truth labels, say) is never replaced, and an input never.
     """
-    if output.exists() and not output.is_dir():
-        raise PredictError(f"output={output} is a file; give a folder for labels/ and overlays/")
     sources = {p.resolve() for p in targets}
     clobbered = [t for pair in targets.values() for t in pair if t.resolve() in sources]
     if clobbered:
@@ -256,12 +268,14 @@ def predict_images(
         legend: Draw a legend of the classes present beside each overlay.
 
     Raises:
-        PredictError: Existing outputs without ``overwrite``, clashing names, or an unreadable
-            image without ``skip_unreadable``.
+        PredictError: Existing outputs without ``overwrite``, clashing names, an ``output``
+            that is a file (the input image, say), or an unreadable image without
+            ``skip_unreadable``.
     """
     if not 0.0 <= opacity <= 1.0:
         raise PredictError(f"opacity={opacity} is outside [0, 1]")
     output = Path(output)
+    _check_output_folder(output, images)
     targets = _targets(images, output)
     _check_output(targets, output, overwrite)
     with _OutputLock(output):
@@ -341,6 +355,7 @@ def run_predict(
         precision, fast: See `vanseg.Segmenter` (``inference.precision``/``fast`` win).
     """
     images, ignored = find_images(input)
+    _check_output_folder(Path(output), images)  # before the checkpoint loads
     if not Path(ckpt_path).is_file():
         raise PredictError(f"checkpoint not found: ckpt_path={ckpt_path} (no such file)")
     segmenter = Segmenter.from_checkpoint(
