@@ -88,6 +88,10 @@ def unwrap_state_dict(obj: Any, path: str | Path) -> dict[str, torch.Tensor]:
     return dict(obj)
 
 
+def _few(items: list[str], shown: int = 3) -> str:
+    return ", ".join(items[:shown]) + (", ..." if len(items) > shown else "")
+
+
 def check_and_load(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
     """``load_state_dict(strict=True)``, with every missing/unexpected/mis-shaped key listed."""
     own = module.state_dict()
@@ -131,17 +135,14 @@ def check_and_load(module: nn.Module, state_dict: Mapping[str, torch.Tensor], so
         )
     if mis_typed:
         raise CheckpointError(
-            f"{source} stores {len(mis_typed)} tensor(s) with the wrong kind of dtype ("
-            + ", ".join(mis_typed[:3])
-            + (", ..." if len(mis_typed) > 3 else "")
-            + "); it was not written for this model: use the checkpoint it was exported from"
+            f"{source} stores {len(mis_typed)} tensor(s) with the wrong kind of dtype "
+            f"({_few(mis_typed)}); it was not written for this model: use the checkpoint it "
+            "was exported from"
         )
     if non_finite:
         raise CheckpointError(
-            f"{source} holds NaN or infinite values in {len(non_finite)} tensor(s) ("
-            + ", ".join(non_finite[:3])
-            + (", ..." if len(non_finite) > 3 else "")
-            + "); these weights are broken: use an earlier checkpoint"
+            f"{source} holds NaN or infinite values in {len(non_finite)} tensor(s) "
+            f"({_few(non_finite)}); these weights are broken: use an earlier checkpoint"
         )
     module.load_state_dict(state_dict, strict=True)
 
