@@ -117,17 +117,16 @@ def _rescaled_size(
 ) -> tuple[int, int]:
     """Size after ``Resize(keep_ratio=True)`` at ``ratio`` (before any ResizeToMultiple).
 
-    A side that the formula rounds to 0 pixels (a 1 x 5000 panorama into (2048, 512): 0.41
-    rows) is kept at 1 pixel. The original passes the 0 to ``cv2.resize``, which fails, so this
-    changes no result the original gives.
+    A side that the formula rounds to 0 pixels (a 1 x 5000 panorama into (2048, 512)) is kept
+    at 1 pixel by `rescale_size`; the original fails in ``cv2.resize`` there.
     """
     if protocol.base_scale is not None:
         # MultiScaleFlipAug scales the (w, h) = (2048, 512) bounds and truncates with int().
         bounds = (int(protocol.base_scale[0] * ratio), int(protocol.base_scale[1] * ratio))
-        height, width = keep_ratio_size(height, width, bounds)
-    elif ratio != 1.0:
-        height, width = keep_ratio_size(height, width, (ratio * max(height, width),) * 2)
-    return max(height, 1), max(width, 1)
+        return keep_ratio_size(height, width, bounds)
+    if ratio != 1.0:
+        return keep_ratio_size(height, width, (ratio * max(height, width),) * 2)
+    return height, width
 
 
 def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

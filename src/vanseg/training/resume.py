@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from vanseg.models.ckpt_check import diagnose, is_intact
-from vanseg.models.pretrained import CheckpointError, load_file
+from vanseg.models.pretrained import CheckpointError
+from vanseg.training.checkpointing import checkpoint_step
 
 __all__ = [
     "RESUME_POLICY",
@@ -49,13 +50,6 @@ def checkpoints_newest_first(folders: Iterable[Path]) -> list[Path]:
     return sorted(files, key=rank, reverse=True)
 
 
-def _stored_step(path: Path) -> int:
-    """The ``global_step`` a checkpoint stores (read with ``weights_only=True``; -1: none)."""
-    ckpt = load_file(path, mmap=True)
-    step = ckpt.get("global_step") if isinstance(ckpt, dict) else None
-    return int(step) if isinstance(step, int) else -1
-
-
 def newest_intact_checkpoint(candidates: Iterable[Path], what: str = "ckpt_path=last") -> Path:
     """The intact checkpoint of ``candidates`` with the highest stored step.
 
@@ -76,7 +70,9 @@ def newest_intact_checkpoint(candidates: Iterable[Path], what: str = "ckpt_path=
             reason = damage.value if damage is not None else "is empty (0 bytes)"
         else:
             try:
-                found.append((_stored_step(path), path))
+                found.append((checkpoint_step(path), path))
+            except (KeyError, TypeError, ValueError):
+                found.append((-1, path))  # no step stored: a last resort
             except CheckpointError as err:
                 reason = f"cannot be read safely ({err})"
         if reason is not None:
@@ -111,6 +107,8 @@ def remove_partial_writes(folder: Path) -> list[Path]:
 #: What a changed option means on resume (the checkpoint's run config against this run's).
 #: ``applied``: takes effect from the resumed step; ``refused``: stops with the difference;
 #: ``warned``: runs, with a warning of what it changes (or that the checkpoint's value stays).
+_GLOBAL_BATCH = ("warned", "the global batch, so the schedule's meaning")
+_TRAINING_DATA = ("warned", "the training data: a different dataset from here on")
 RESUME_POLICY: dict[str, tuple[str, str]] = {
     "optimizer.lr": ("applied", "the schedule continues with the new base lr"),
     "trainer.max_steps": ("applied", "the poly schedule is recomputed for the new length"),
@@ -118,12 +116,12 @@ RESUME_POLICY: dict[str, tuple[str, str]] = {
     "data.num_classes": ("refused", "the classes of the checkpoint's metrics and head"),
     "data.ignore_index": ("refused", "which pixels the loss and metrics ignore"),
     "optimizer": ("warned", "the checkpoint's value stays (restored with the optimizer state)"),
-    "data.batch_size_per_gpu": ("warned", "the global batch, so the schedule's meaning"),
-    "trainer.devices": ("warned", "the global batch, so the schedule's meaning"),
-    "trainer.num_nodes": ("warned", "the global batch, so the schedule's meaning"),
-    "trainer.accumulate_grad_batches": ("warned", "the global batch, so the schedule's meaning"),
-    "data.name": ("warned", "the training data: a different dataset from here on"),
-    "data.root": ("warned", "the training data: a different dataset from here on"),
+    "data.batch_size_per_gpu": _GLOBAL_BATCH,
+    "trainer.devices": _GLOBAL_BATCH,
+    "trainer.num_nodes": _GLOBAL_BATCH,
+    "trainer.accumulate_grad_batches": _GLOBAL_BATCH,
+    "data.name": _TRAINING_DATA,
+    "data.root": _TRAINING_DATA,
 }
 
 

@@ -214,11 +214,11 @@ def linear_nhwc(
     if binary is None and unary == "gelu":
         op = "linear+gelu"
     if kernels.has_fused(op, x.dtype):
-        kernels.record(f"oneDNN {op} ({x.dtype})")
+        kernels.record("oneDNN " + op, x.dtype)
         if binary is not None:
             return torch.ops.mkldnn._linear_pointwise.binary(x, other, weight, bias, binary)
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, unary, [], "none")
-    kernels.record(f"plain {op} ({x.dtype})")
+    kernels.record("plain " + op, x.dtype)
     out = F.linear(x, weight, bias)
     if op == "linear":
         return out
@@ -233,10 +233,10 @@ def depthwise_gelu(x: torch.Tensor, conv: nn.Conv2d, weight: torch.Tensor, bias)
     """``gelu(conv(x))`` for a depthwise conv, fused in oneDNN where this CPU can (channels_last
     in and out), else with the plain ops."""
     if not kernels.has_fused("depthwise+gelu", x.dtype):
-        kernels.record(f"plain depthwise+gelu ({x.dtype})")
+        kernels.record("plain depthwise+gelu", x.dtype)
         out = F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
         return F.gelu(out)
-    kernels.record(f"oneDNN depthwise+gelu ({x.dtype})")
+    kernels.record("oneDNN depthwise+gelu", x.dtype)
     return torch.ops.mkldnn._convolution_pointwise(
         x,
         weight,
@@ -280,7 +280,7 @@ class PhaseDilatedConv(nn.Module):
         self.bias = _frozen(conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        kernels.record(f"dilated depthwise conv on phases ({x.dtype})")
+        kernels.record("dilated depthwise conv on phases", x.dtype)
         b, c, h, w = x.shape
         d = self.dilation
         xt = x.permute(0, 2, 3, 1)  # (B, H, W, C); contiguous for a channels_last input

@@ -130,10 +130,13 @@ def unavailable_reason(name: str, dtype: torch.dtype) -> str:
     return _probe_all(dtype)[name]
 
 
-def record(kernel: str) -> None:
-    """Count one call of ``kernel`` while :func:`recording` is active (a no-op otherwise)."""
+def record(kernel: str, dtype: torch.dtype | None = None) -> None:
+    """Count one call of ``kernel`` (in ``dtype``) while :func:`recording` is active.
+
+    A no-op otherwise; the name is formatted only while recording (this runs on the hot path).
+    """
     if _recording:
-        _counts[kernel] += 1
+        _counts[kernel if dtype is None else f"{kernel} ({dtype})"] += 1
 
 
 @contextmanager

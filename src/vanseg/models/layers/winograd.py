@@ -244,7 +244,7 @@ class WinogradConv2d(nn.Module):
             mm_dtype = torch.get_autocast_dtype(device_type)
         with torch.autocast(device_type, enabled=False), torch.no_grad():
             tile = self.tile if mm_dtype == torch.float32 else self.autocast_tile
-            record_kernel(f"Winograd F({tile}x{tile},3x3) ({mm_dtype})")
+            record_kernel(_WINOGRAD_NAMES[tile], mm_dtype)
             return self._forward(parts, tile, mm_dtype)
 
     def _forward(self, parts: list[torch.Tensor], tile: int, mm_dtype: torch.dtype) -> torch.Tensor:
@@ -309,6 +309,8 @@ class WinogradConv2d(nn.Module):
         return out
 
 
+#: Kernel names for `vanseg.models.layers.kernels.record`, per output tile size.
+_WINOGRAD_NAMES = {m: f"Winograd F({m}x{m},3x3)" for m in (2, 4)}
 #: Size of the input transform's output per channel block (a fresh allocation).
 _BLOCK_BYTES = 4 * _MIB
 _LOCAL = threading.local()
