@@ -114,3 +114,13 @@ def test_output_naming_a_file_is_refused(checkpoint, tmp_path) -> None:
     with pytest.raises(PredictError, match=r"output=.*a\.jpg is a file"):
         predict(checkpoint, images / "a.jpg", images / "a.jpg")
     assert checksums(images) == before
+
+
+def test_a_foreign_lock_named_file_is_never_deleted(checkpoint, tmp_path) -> None:
+    images = dataset(tmp_path / "data") / "images"
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".predict.lock").write_text("my notes")
+    with pytest.raises(PredictError, match=r"\.predict\.lock exists but is not a predict\.py lock"):
+        predict(checkpoint, images, out)
+    assert (out / ".predict.lock").read_text() == "my notes"

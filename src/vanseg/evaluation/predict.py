@@ -211,7 +211,12 @@ class _OutputLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
                 pid = self._owner()
-                if pid is not None and _alive(pid):
+                if pid is None:  # not a lock this module wrote: never delete it
+                    raise PredictError(
+                        f"{self.path} exists but is not a predict.py lock; remove it or choose "
+                        "another output folder"
+                    ) from None
+                if _alive(pid):
                     raise PredictError(
                         f"another predict.py (process {pid}) is writing into "
                         f"{self.path.parent}; wait for it to finish or choose another output "
