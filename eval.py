@@ -2,7 +2,7 @@
 
     python eval.py ckpt_path=... [data=...] [tta=ms_flip] [inference.mode=slide] [eval_seed=0]
 
-See ``conf/eval.yaml`` for the options and `vanseg.evaluation.evaluate` for what is computed and
+See ``conf/eval.yaml`` for the options and `vanseg.tasks.evaluate` for what is computed and
 written. Several processes: ``torchrun --nproc_per_node N eval.py ckpt_path=...``. Installed,
 the same command is `vanseg-eval ...` (`vanseg.cli.eval`).
 """
@@ -13,7 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from vanseg.cli.eval import run
-from vanseg.evaluation.evaluate import worker_rank_overrides
+from vanseg.utils.distributed import worker_rank_overrides
 from vanseg.utils.cli import refuse_bad_overrides, user_errors
 
 

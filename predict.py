@@ -1,6 +1,6 @@
 """Segment images: ``python predict.py ckpt_path=... input=<image|folder|glob> output=<folder>``.
 
-See ``conf/predict.yaml`` for the options and `vanseg.evaluation.predict` for what is written.
+See ``conf/predict.yaml`` for the options and `vanseg.tasks.predict` for what is written.
 The protocol, normalisation, class names and palette come from the checkpoint, as in eval.py.
 Installed, the same command is `vanseg-predict ...` (`vanseg.cli.predict`).
 """

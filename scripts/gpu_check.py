@@ -32,7 +32,7 @@ def run(cmd: list[str]) -> int:
 
 def train_steps(batch: int, precision: str, steps: int, size: int = 512) -> dict:
     """``steps`` training steps of van_base + light_ham (150 classes) on random data."""
-    from vanseg.api import build_model
+    from vanseg.models.build import build_model
     from vanseg.tools.benchmark import TrainingLevers, _train_step
 
     device = torch.device("cuda")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from vanseg.config import compose as config
 from vanseg.errors import VansegError
-from vanseg.utils import config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,7 @@ def test_no_tree_anywhere_is_a_clear_error(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.delenv("VANSEG_CONFIG_DIR", raising=False)
     monkeypatch.setattr(config, "_SOURCE_CONFIG", tmp_path / "conf")
     monkeypatch.setattr(config, "_packaged_config_dir", lambda: None)
-    with pytest.raises(config.ConfigDirError, match="Reinstall vanseg"):
+    with pytest.raises(config.InputNotFoundError, match="Reinstall vanseg"):
         config.config_dir()
 
 

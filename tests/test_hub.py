@@ -11,11 +11,12 @@ import pytest
 import torch
 
 import vanseg
-from vanseg.evaluation.inference import set_eval_seed
-from vanseg.hub import PretrainedError, load_pretrained
-from vanseg.metadata import ModelMeta
+from vanseg.checkpoint.hub import load_pretrained
+from vanseg.checkpoint.metadata import ModelMeta
+from vanseg.config.compose import compose_config, model_config
+from vanseg.errors import CheckpointError
+from vanseg.inference.passes import set_eval_seed
 from vanseg.tools import export
-from vanseg.utils.config import compose_config, model_config
 
 K = 4
 
@@ -126,11 +127,11 @@ def test_default_output_folder(checkpoint: Path, tmp_path: Path) -> None:
 def test_bad_folders_are_named(exported: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(PretrainedError, match="has no config.json.*format=safetensors"):
+    with pytest.raises(CheckpointError, match="has no config.json.*format=safetensors"):
         load_pretrained(empty)
-    with pytest.raises(PretrainedError, match="neither an existing folder nor a Hub model id"):
+    with pytest.raises(CheckpointError, match="neither an existing folder nor a Hub model id"):
         load_pretrained(tmp_path / "missing" / "deeper" / "folder")
-    with pytest.raises(PretrainedError, match="is a file"):
+    with pytest.raises(CheckpointError, match="is a file"):
         load_pretrained(exported / "config.json")
     # Weights for 4 classes with a config that says 6: every mis-shaped key is listed.
     wrong = tmp_path / "wrong"
@@ -139,14 +140,14 @@ def test_bad_folders_are_named(exported: Path, tmp_path: Path) -> None:
     config = json.loads((exported / "config.json").read_text())
     six = ModelMeta.from_model_and_data(_model_cfg(6)).to_dict()
     (wrong / "config.json").write_text(json.dumps({**config, **six}))
-    with pytest.raises(PretrainedError, match="mis-shaped.*decode_head.conv_seg.weight"):
+    with pytest.raises(CheckpointError, match="mis-shaped.*decode_head.conv_seg.weight"):
         load_pretrained(wrong)
     (wrong / "config.json").write_text(json.dumps({**config, "vanseg_format": 99}))
-    with pytest.raises(PretrainedError, match="vanseg_format=99.*upgrade vanseg"):
+    with pytest.raises(CheckpointError, match="vanseg_format=99.*upgrade vanseg"):
         load_pretrained(wrong)
 
 
 def test_hub_id_offline_gives_a_clear_error(tmp_path: Path) -> None:
     # Only the local cache is consulted (no network): the id is not there.
-    with pytest.raises(PretrainedError, match="could not get the Hub model 'someone/van-seg'"):
+    with pytest.raises(CheckpointError, match="could not get the Hub model 'someone/van-seg'"):
         vanseg.from_pretrained("someone/van-seg", cache_dir=tmp_path, local_files_only=True)

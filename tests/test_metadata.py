@@ -1,4 +1,4 @@
-"""vanseg.metadata.ModelMeta: one record of classes, palette, normalisation and test protocol."""
+"""`vanseg.checkpoint.metadata.ModelMeta`: classes, palette, normalisation and test protocol."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import torch
 from omegaconf import OmegaConf
 
 import vanseg
+from vanseg.checkpoint.metadata import ModelMeta, family_of
+from vanseg.config.compose import compose_config, model_config
 from vanseg.data.classes import ADE20K_PALETTE
-from vanseg.evaluation.checkpoint import resolve_inference
-from vanseg.metadata import MetadataError, ModelMeta, family_of
-from vanseg.utils.config import compose_config, model_config
+from vanseg.errors import CheckpointError
+from vanseg.inference.assemble import resolve_inference
 
 RATIOS = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]  # ade20k_std.py img_ratios (docs/reference.md §8)
 
@@ -80,9 +81,9 @@ def test_saved_model_meta_and_errors(tmp_path) -> None:
     meta = ModelMeta.from_checkpoint(torch.load(path, weights_only=True))
     assert meta.class_names == ("class_0", "class_1", "class_2", "class_3")
     assert len(set(meta.palette)) == 4
-    with pytest.raises(MetadataError, match="no vanseg model config"):
+    with pytest.raises(CheckpointError, match="no vanseg model config"):
         ModelMeta.from_checkpoint({"state_dict": {}})
-    with pytest.raises(MetadataError, match="data.num_classes=3"):
+    with pytest.raises(CheckpointError, match="data.num_classes=3"):
         meta.with_data({"name": "x", "num_classes": 3})
-    with pytest.raises(MetadataError, match="4 classes but 2 class names"):
+    with pytest.raises(CheckpointError, match="4 classes but 2 class names"):
         meta.replace(class_names=("a", "b"))

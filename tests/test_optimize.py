@@ -11,16 +11,12 @@ import torch
 from torch import nn
 
 import vanseg
-from vanseg.evaluation.evaluate import EvalError, run_eval
+from vanseg.accel.optimize import fold_batchnorm, max_relative_difference, optimize
+from vanseg.config.compose import compose_config, model_config
+from vanseg.errors import ConfigError
 from vanseg.models import FPN, FCNHead, FPNHead, HamHead, LightHamHead, Segmentor, UPerHead
 from vanseg.models.backbones.van_variants import van_test
-from vanseg.optimize import (
-    OptimizeError,
-    fold_batchnorm,
-    max_relative_difference,
-    optimize,
-)
-from vanseg.utils.config import compose_config, model_config
+from vanseg.tasks.evaluate import run_eval
 
 K = 5
 
@@ -113,12 +109,12 @@ def test_low_precision_gives_float32_logits_close_to_fp32(precision: str) -> Non
 
 
 def test_unknown_precision_is_a_user_error_naming_the_option() -> None:
-    with pytest.raises(OptimizeError, match="precision.*fp8"):
+    with pytest.raises(ConfigError, match="precision.*fp8"):
         optimize(_model("fpn"), "fp8")  # type: ignore[arg-type]
 
 
 def test_only_segmentors_are_accepted() -> None:
-    with pytest.raises(OptimizeError, match="Segmentor"):
+    with pytest.raises(ConfigError, match="Segmentor"):
         optimize(nn.Conv2d(3, 3, 1))  # type: ignore[arg-type]
 
 
@@ -174,7 +170,7 @@ def test_eval_precision_and_fast_options(eval_setup, tmp_path: Path) -> None:
 def test_bad_precision_option_names_it(eval_setup, tmp_path: Path) -> None:
     ckpt, data = eval_setup
     overrides = [f"ckpt_path={ckpt}", f"output={tmp_path}", "inference.precision=fp8", *data]
-    with pytest.raises(EvalError, match="inference.precision"):
+    with pytest.raises(ConfigError, match="inference.precision"):
         run_eval(compose_config(overrides, config_name="eval"), overrides)
 
 
@@ -182,9 +178,9 @@ def test_wide_head_convs_run_winograd_with_the_same_logits(monkeypatch) -> None:
     """UperNet's 3x3 convs through Winograd (thresholds lowered to this small model)."""
     import importlib
 
-    from vanseg.models.layers.winograd import WinogradConv2d
+    from vanseg.accel.winograd import WinogradConv2d
 
-    module = importlib.import_module("vanseg.optimize")  # `vanseg.optimize` is the function
+    module = importlib.import_module("vanseg.accel.optimize")  # `vanseg.optimize` is the function
     monkeypatch.setattr(module, "WINOGRAD_MIN_CHANNELS", 32)
     monkeypatch.setattr(
         module, "WinogradConv2d", partial(WinogradConv2d, min_gmacs=0.0, min_side=1)

@@ -91,7 +91,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
 def test_wheel_ships_the_config_tree(installed: tuple[Path, dict[str, str]]) -> None:
     bin_dir, env = installed
     script = (
-        "import json, vanseg; from vanseg.utils.config import config_dir, hydra_config_path;"
+        "import json, vanseg; from vanseg.config.compose import config_dir, hydra_config_path;"
         "print(json.dumps([vanseg.__file__, str(config_dir()), hydra_config_path()]))"
     )
     outside = bin_dir.parent.parent  # a folder with no conf/, src/ or train.py
@@ -116,7 +116,7 @@ def test_build_and_load_model_from_the_wheel(
     bin_dir, env = installed
     script = f"""
 import json, torch, vanseg
-from vanseg.utils.config import compose_config, model_config
+from vanseg.config.compose import compose_config, model_config
 model = vanseg.build_model("van_tiny", "light_ham", num_classes=150).eval()
 params = sum(p.numel() for p in model.parameters())
 small = vanseg.build_model("van_test", "light_ham", num_classes=5).eval()

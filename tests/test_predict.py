@@ -16,16 +16,12 @@ from PIL import Image
 
 import predict as predict_cli
 import vanseg
+from vanseg.config.compose import compose_config, model_config
 from vanseg.data.classes import ADE20K_PALETTE, generic_palette
-from vanseg.evaluation.inference import InferenceProtocol, predict_mask, set_eval_seed
-from vanseg.evaluation.predict import (
-    PredictError,
-    blend,
-    find_images,
-    palette_array,
-    run_predict,
-)
-from vanseg.utils.config import compose_config, model_config
+from vanseg.errors import ConfigError
+from vanseg.inference.passes import InferenceProtocol, predict_mask, set_eval_seed
+from vanseg.inference.visualize import blend, palette_array
+from vanseg.tasks.predict import find_images, run_predict
 
 K = 5
 REPO = Path(__file__).resolve().parents[1]
@@ -88,7 +84,7 @@ def test_writes_labels_overlays_and_report(checkpoint: Path, images: Path, tmp_p
 
 def test_unreadable_file_stops_or_is_reported(checkpoint: Path, images: Path, tmp_path: Path):
     (images / "broken.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(PredictError, match=r"broken\.jpg.*skip_unreadable=true"):
+    with pytest.raises(ConfigError, match=r"broken\.jpg.*skip_unreadable=true"):
         run_predict(checkpoint, images, tmp_path / "out1", protocol=FAST, progress=False)
     report = run_predict(
         checkpoint, images, tmp_path / "out2", protocol=FAST, skip_unreadable=True, progress=False
@@ -102,7 +98,7 @@ def test_unreadable_file_stops_or_is_reported(checkpoint: Path, images: Path, tm
 def test_existing_results_need_overwrite(checkpoint: Path, images: Path, tmp_path: Path):
     out = tmp_path / "out"
     run_predict(checkpoint, images / "a.jpg", out, protocol=FAST, progress=False)
-    with pytest.raises(PredictError, match="already holds results.*overwrite=true"):
+    with pytest.raises(ConfigError, match="already holds results.*overwrite=true"):
         run_predict(checkpoint, images / "a.jpg", out, protocol=FAST, progress=False)
     report = run_predict(
         checkpoint, images / "a.jpg", out, protocol=FAST, overwrite=True, progress=False
@@ -113,21 +109,21 @@ def test_existing_results_need_overwrite(checkpoint: Path, images: Path, tmp_pat
 def test_bad_inputs(checkpoint: Path, images: Path, tmp_path: Path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(PredictError, match="holds no images"):
+    with pytest.raises(ConfigError, match="holds no images"):
         find_images(empty)
     (empty / "readme.md").write_text("x")
-    with pytest.raises(PredictError, match="only .*readme.md"):
+    with pytest.raises(ConfigError, match="only .*readme.md"):
         find_images(empty)
-    with pytest.raises(PredictError, match="does not exist"):
+    with pytest.raises(ConfigError, match="does not exist"):
         find_images(tmp_path / "nothing")
-    with pytest.raises(PredictError, match="holds no images"):
+    with pytest.raises(ConfigError, match="holds no images"):
         find_images(str(tmp_path / "*.jpg"))
-    with pytest.raises(PredictError, match="checkpoint not found"):
+    with pytest.raises(ConfigError, match="checkpoint not found"):
         run_predict(
             tmp_path / "missing.ckpt", images, tmp_path / "out", protocol=FAST, progress=False
         )
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(images / "a.png")
-    with pytest.raises(PredictError, match="share a file name"):
+    with pytest.raises(ConfigError, match="share a file name"):
         run_predict(checkpoint, images, tmp_path / "out", protocol=FAST, progress=False)
 
 
@@ -197,7 +193,7 @@ def test_cli_refuses_the_input_image_as_output(
         assert words in err and f"output={images / 'predictions'}" in err
     assert hashlib.sha256(photo.read_bytes()).hexdigest() == before
     notes = images / "notes.txt"  # another file, not an input
-    with pytest.raises(PredictError) as refused:
+    with pytest.raises(ConfigError) as refused:
         run_predict(checkpoint, photo, notes, protocol=FAST, progress=False)
     assert str(refused.value).startswith(f"output={notes} is a file; give a folder")
     assert notes.read_text() == "not an image"

@@ -15,13 +15,13 @@ from PIL import Image
 from torch import nn
 
 import vanseg
+from vanseg.checkpoint.metadata import ModelMeta
+from vanseg.config.compose import compose_config, model_config
 from vanseg.data.classes import generic_palette
-from vanseg.evaluation.inference import InferenceProtocol, predict_mask, predict_probs
-from vanseg.evaluation.inference import set_eval_seed as seed_nmf
-from vanseg.evaluation.predict import run_predict
-from vanseg.metadata import ModelMeta
-from vanseg.segmenter import SegmenterError
-from vanseg.utils.config import compose_config, model_config
+from vanseg.errors import ConfigError
+from vanseg.inference.passes import InferenceProtocol, predict_mask, predict_probs
+from vanseg.inference.passes import set_eval_seed as seed_nmf
+from vanseg.tasks.predict import run_predict
 
 K = 5
 REPO = Path(__file__).resolve().parents[1]
@@ -172,10 +172,10 @@ def test_save_writes_label_and_overlay_and_refuses_overwrite(
         assert img.mode == "P"
         np.testing.assert_array_equal(np.asarray(img), res.mask)
     assert Image.open(overlay).size[1] >= 50
-    with pytest.raises(SegmenterError, match="already exist.*overwrite=True"):
+    with pytest.raises(ConfigError, match="already exist.*overwrite=True"):
         res.save(tmp_path)
     res.save(tmp_path, overwrite=True)
-    with pytest.raises(SegmenterError, match="name="):
+    with pytest.raises(ConfigError, match="name="):
         segmenter(np.asarray(Image.open(image_file).convert("RGB"))).save(tmp_path)
     assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(
         ["labels", "overlays", "photo.png", "photo.jpg"]
@@ -183,30 +183,30 @@ def test_save_writes_label_and_overlay_and_refuses_overwrite(
 
 
 def test_bad_inputs_are_named(segmenter: vanseg.Segmenter, tmp_path: Path) -> None:
-    with pytest.raises(SegmenterError, match=r"uint8 of shape \(H, W, 3\), got float32"):
+    with pytest.raises(ConfigError, match=r"uint8 of shape \(H, W, 3\), got float32"):
         segmenter(np.zeros((8, 8, 3), np.float32))
-    with pytest.raises(SegmenterError, match=r"got uint8 \(8, 8\)"):
+    with pytest.raises(ConfigError, match=r"got uint8 \(8, 8\)"):
         segmenter(np.zeros((8, 8), np.uint8))
-    with pytest.raises(SegmenterError, match="nothing.png does not exist"):
+    with pytest.raises(ConfigError, match="nothing.png does not exist"):
         segmenter(tmp_path / "nothing.png")
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(SegmenterError, match="cannot read image .*broken.jpg"):
+    with pytest.raises(ConfigError, match="cannot read image .*broken.jpg"):
         segmenter(tmp_path / "broken.jpg")
-    with pytest.raises(SegmenterError, match="cannot segment a int"):
+    with pytest.raises(ConfigError, match="cannot segment a int"):
         segmenter(3)
 
 
 def test_empty_images_are_named(segmenter: vanseg.Segmenter) -> None:
-    with pytest.raises(SegmenterError, match=r"no pixels \(array of shape \(0, 0, 3\)\)"):
+    with pytest.raises(ConfigError, match=r"no pixels \(array of shape \(0, 0, 3\)\)"):
         segmenter(np.zeros((0, 0, 3), np.uint8))
-    with pytest.raises(SegmenterError, match=r"no pixels \(PIL image of shape \(0, 5, 3\)\)"):
+    with pytest.raises(ConfigError, match=r"no pixels \(PIL image of shape \(0, 5, 3\)\)"):
         segmenter(Image.new("RGB", (5, 0)))
 
 
 def test_float_pil_image_is_named(segmenter: vanseg.Segmenter) -> None:
     image = Image.fromarray(np.full((6, 8), 0.5, np.float32))
     assert image.mode == "F"
-    with pytest.raises(SegmenterError, match="PIL image of mode F: .*convert it first"):
+    with pytest.raises(ConfigError, match="PIL image of mode F: .*convert it first"):
         segmenter(image)
 
 
@@ -238,7 +238,7 @@ def test_build_gives_ade_metadata() -> None:
 def test_precision_and_fast_use_vanseg_optimize(
     segmenter: vanseg.Segmenter, checkpoint: Path, image_file: Path
 ) -> None:
-    pytest.importorskip("vanseg.optimize", reason="vanseg.optimize (issue 11) not merged yet")
+    pytest.importorskip("vanseg.accel.optimize", reason="vanseg.optimize (issue 11) not merged yet")
     reference = segmenter(image_file, probs=True).probs
     fast = vanseg.Segmenter.from_checkpoint(
         checkpoint, inference=SMALL, eval_seed=0, fast=True, device="cpu"

@@ -1,4 +1,4 @@
-"""A model file from someone else cannot run code (issue 17; vanseg.trust).
+"""A model file from someone else cannot run code (issue 17; vanseg.config.trust).
 
 Real files are made here (a checkpoint with ``vanseg.save_model``, an export folder with
 ``vanseg.save_pretrained``), then poisoned the way an attacker would: a stored node names
@@ -19,9 +19,10 @@ import torch
 from PIL import Image
 
 import vanseg
-from vanseg.metadata import ModelMeta
-from vanseg.trust import UntrustedConfigError, check_model_config
-from vanseg.utils.config import compose_config, model_config
+from vanseg.checkpoint.metadata import ModelMeta
+from vanseg.config.compose import compose_config, model_config
+from vanseg.config.trust import check_model_config
+from vanseg.errors import UntrustedConfigError
 
 NODES = ("backbone", "neck", "head", "aux_head")
 MODEL = ["backbone=van_test", "head=upernet", "data.num_classes=5"]
@@ -262,7 +263,7 @@ def test_a_user_backbone_loads_only_once_trusted(real_files, tmp_path, monkeypat
     torch.save(stored, tmp_path / "user.ckpt")
     with pytest.raises(UntrustedConfigError, match="'mypkg_models.tiny_van'"):
         vanseg.load_model(tmp_path / "user.ckpt")
-    monkeypatch.setattr("vanseg.trust._user_prefixes", set())
+    monkeypatch.setattr("vanseg.config.trust._user_prefixes", set())
     vanseg.trust_model_targets("mypkg_models")
     model = vanseg.load_model(tmp_path / "user.ckpt")
     reference = vanseg.load_model(ckpt)

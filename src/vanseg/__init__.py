@@ -1,25 +1,48 @@
-"""vanseg: Visual Attention Network (VAN) semantic segmentation with Lightning and Hydra."""
+"""vanseg: Visual Attention Network (VAN) semantic segmentation with Lightning and Hydra.
+
+``import vanseg`` imports almost nothing: each public name below is imported from its home
+module on first use (docs/architecture.md lists the homes). In particular the speed code
+(`vanseg.accel`) is loaded only when ``vanseg.optimize`` or ``precision``/``fast`` ask for it.
+"""
 
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from vanseg.api import build_model, build_model_from_config, load_model, save_model
-from vanseg.optimize import optimize
-from vanseg.training.run_dir import register_resolver as _register_resolver
-from vanseg.trust import UntrustedConfigError, trust_model_targets
+from vanseg._version import __version__
+from vanseg.config.resolvers import register_resolvers as _register_resolvers
 
-_register_resolver()  # ${vanseg.fresh_dir:...} in conf/hydra/default.yaml
+_register_resolvers()  # ${vanseg.fresh_dir:...} in conf/hydra/default.yaml
 
 if TYPE_CHECKING:
-    from vanseg.hub import from_pretrained, save_pretrained
+    from vanseg.accel.optimize import optimize
+    from vanseg.checkpoint.file import load_model, save_model
+    from vanseg.checkpoint.hub import from_pretrained, save_pretrained
+    from vanseg.config.trust import trust_model_targets
+    from vanseg.errors import UntrustedConfigError
+    from vanseg.models.build import build_model, build_model_from_config
     from vanseg.segmenter import SegmentationResult, Segmenter
 
-__version__ = "0.1.0"
+#: Public name -> its home module.
+_LAZY = {
+    "SegmentationResult": "vanseg.segmenter",
+    "Segmenter": "vanseg.segmenter",
+    "UntrustedConfigError": "vanseg.errors",
+    "build_model": "vanseg.models.build",
+    "build_model_from_config": "vanseg.models.build",
+    "from_pretrained": "vanseg.checkpoint.hub",
+    "load_model": "vanseg.checkpoint.file",
+    "optimize": "vanseg.accel.optimize",
+    "save_model": "vanseg.checkpoint.file",
+    "save_pretrained": "vanseg.checkpoint.hub",
+    "trust_model_targets": "vanseg.config.trust",
+}
 __all__ = [
     "SegmentationResult",
     "Segmenter",
+    "UntrustedConfigError",
+    "__version__",
     "build_model",
     "build_model_from_config",
     "from_pretrained",
@@ -28,18 +51,7 @@ __all__ = [
     "save_model",
     "save_pretrained",
     "trust_model_targets",
-    "UntrustedConfigError",
-    "__version__",
 ]
-
-# Imported on first use: the inference API pulls in the data pipeline (and Lightning), which
-# `import vanseg` for building a model does not need.
-_LAZY = {
-    "SegmentationResult": "vanseg.segmenter",
-    "Segmenter": "vanseg.segmenter",
-    "from_pretrained": "vanseg.hub",
-    "save_pretrained": "vanseg.hub",
-}
 
 
 def __getattr__(name: str) -> Any:

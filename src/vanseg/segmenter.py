@@ -13,7 +13,7 @@ divisor, ratios). The segmenter runs exactly that protocol, built by the same
 way; arrays must be RGB ``uint8`` ``(H, W, 3)``.
 
 ``tta="ms_flip"`` selects the published multi-scale + flip protocol; ``precision`` (``fp32``,
-``bf16``, ``fp16``) and ``fast`` select `vanseg.optimize.for_inference` (autocast / folded
+``bf16``, ``fp16``) and ``fast`` select `vanseg.accel.optimize.for_inference` (autocast / folded
 model). The Ham heads draw random NMF bases at every forward, as the original does; pass
 ``eval_seed`` for repeatable masks.
 """
@@ -30,28 +30,20 @@ import torch
 from PIL import Image
 from torch import nn
 
-from vanseg.errors import VansegError
-from vanseg.evaluation.checkpoint import LoadedCheckpoint, load_checkpoint, resolve_inference
-from vanseg.evaluation.inference import (
-    InferenceProtocol,
-    predict_mask,
-    predict_probs,
-    set_eval_seed,
-)
-from vanseg.evaluation.visualize import add_legend, blend, palette_array, present_classes
-from vanseg.evaluation.visualize import save_label as _save_label
-from vanseg.metadata import ModelMeta
-from vanseg.utils.atomic import write_atomic
-from vanseg.utils.distributed import resolve_device
+from vanseg.checkpoint.file import LoadedCheckpoint, load_checkpoint
+from vanseg.checkpoint.metadata import ModelMeta
+from vanseg.errors import ConfigError, DatasetError, InputNotFoundError
+from vanseg.inference.assemble import assemble
+from vanseg.inference.passes import predict_mask, predict_probs
+from vanseg.inference.protocol import InferenceProtocol
+from vanseg.inference.visualize import add_legend, blend, palette_array, present_classes
+from vanseg.inference.visualize import save_label as _save_label
+from vanseg.utils.atomic import refuse_existing, write_atomic
 
-__all__ = ["ImageInput", "SegmentationResult", "Segmenter", "SegmenterError", "read_image"]
+__all__ = ["ImageInput", "SegmentationResult", "Segmenter", "ConfigError", "read_image"]
 
 #: What a segmenter accepts for one image.
 ImageInput = str | Path | Image.Image | np.ndarray
-
-
-class SegmenterError(VansegError, ValueError):
-    """An image or option the segmenter cannot use; the message says what to pass instead."""
 
 
 def read_image(image: ImageInput) -> tuple[np.ndarray, Path | None]:
@@ -61,7 +53,7 @@ def read_image(image: ImageInput) -> tuple[np.ndarray, Path | None]:
     pixels are those that training and ``eval.py`` see.
 
     Raises:
-        SegmenterError: Unreadable file, a PIL image in a mode without an 8-bit RGB reading
+        ConfigError: Unreadable file, a PIL image in a mode without an 8-bit RGB reading
             (``F``, ``I``, ``HSV``, ...), an array that is not RGB ``uint8`` ``(H, W, 3)``, or an
             image without pixels.
     """
@@ -71,38 +63,38 @@ def read_image(image: ImageInput) -> tuple[np.ndarray, Path | None]:
         rgb, source = _convert_pil(image), None
     elif isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise SegmenterError(
+            raise ConfigError(
                 f"an image array must be RGB uint8 of shape (H, W, 3), got {image.dtype} "
                 f"{image.shape}; convert it, e.g. np.asarray(pil_image.convert('RGB'))"
             )
         rgb, source = image, None
     else:
-        raise SegmenterError(
+        raise ConfigError(
             f"cannot segment a {type(image).__name__}; pass a file path, a PIL image, an RGB "
             "uint8 array (H, W, 3) or a list of them"
         )
     if 0 in rgb.shape:
         what = f"image {source}" if source is not None else "the image"
         kind = "PIL image" if isinstance(image, Image.Image) else "array"
-        raise SegmenterError(
+        raise ConfigError(
             f"{what} has no pixels ({kind} of shape {rgb.shape}); pass at least 1x1 pixel"
         )
     return rgb, source
 
 
 def _read_file(path: Path) -> np.ndarray:
-    from vanseg.data.ade20k import DatasetError, load_image
+    from vanseg.data.ade20k import load_image
 
     if not path.is_file():
-        raise SegmenterError(f"image {path} does not exist (no such file)")
+        raise InputNotFoundError(f"image {path} does not exist (no such file)")
     try:
         return load_image(path)
     except DatasetError as err:
-        raise SegmenterError(f"cannot read image {path}: {err.__cause__ or err}") from err
+        raise DatasetError(f"cannot read image {path}: {err.__cause__ or err}") from err
 
 
 def _convert_pil(image: Image.Image) -> np.ndarray:
-    """A PIL image as the data pipeline reads it, or a `SegmenterError` naming its mode."""
+    """A PIL image as the data pipeline reads it, or a `ConfigError` naming its mode."""
     from vanseg.data.ade20k import image_to_rgb
     from vanseg.data.image_io import PIL_EXACT_MODES
 
@@ -111,10 +103,10 @@ def _convert_pil(image: Image.Image) -> np.ndarray:
     except (OSError, ValueError, KeyError) as err:
         source = getattr(image, "filename", "")
         if source or image.mode in PIL_EXACT_MODES:  # a broken file behind the image
-            raise SegmenterError(f"cannot read PIL image {source or image}: {err}") from err
+            raise DatasetError(f"cannot read PIL image {source or image}: {err}") from err
         # Modes such as F (32-bit float) or I (32-bit int) have no file form that the
         # original's reader (OpenCV IMREAD_COLOR) turns into 8-bit RGB.
-        raise SegmenterError(
+        raise ConfigError(
             f"cannot segment a PIL image of mode {image.mode}: it has no 8-bit RGB reading; "
             "scale its values to 0..255 and convert it first, e.g. image.convert('RGB')"
         ) from err
@@ -182,21 +174,16 @@ class SegmentationResult:
             ``(label path, overlay path)``; each file is written atomically.
 
         Raises:
-            SegmenterError: No name, or existing files without ``overwrite``.
+            ConfigError: No name, or existing files without ``overwrite``.
         """
         if name is None:
             if self.source is None:
-                raise SegmenterError("this image has no file name: pass save(folder, name=...)")
+                raise ConfigError("this image has no file name: pass save(folder, name=...)")
             name = self.source.stem
         folder = Path(folder)
         label = folder / "labels" / f"{name}.png"
         overlay = folder / "overlays" / f"{name}.jpg"
-        existing = [p for p in (label, overlay) if p.exists()]
-        if existing and not overwrite:
-            raise SegmenterError(
-                f"{', '.join(map(str, existing))} already exist; pass overwrite=True to replace "
-                "them, or another folder or name"
-            )
+        refuse_existing([label, overlay], overwrite, "overwrite=True", "another folder or name")
         _save_label(self.mask, self.palette, label)
         picture = self.overlay(opacity, legend)
         write_atomic(overlay, lambda tmp: picture.save(tmp, format="JPEG", quality=95))
@@ -214,7 +201,7 @@ class Segmenter:
             ``precision`` and ``fast`` keys, if present, win over the arguments below.
         tta: ``None`` or ``"ms_flip"`` (the published multi-scale + flip test).
         protocol: A ready protocol instead of ``inference``/``tta`` (its own normalisation).
-        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast; `vanseg.optimize.for_inference`).
+        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast; `vanseg.accel.optimize.for_inference`).
         fast: Run the folded, channels-last copy of `vanseg.optimize` (fp32 within 1e-4).
         palette: Colours instead of the checkpoint's: ``"ade20k"``, ``None`` (generated) or
             ``[[r, g, b], ...]``; ``"checkpoint"`` keeps the checkpoint's.
@@ -230,24 +217,23 @@ class Segmenter:
         inference: Mapping[str, Any] | None = None,
         tta: str | None = None,
         protocol: InferenceProtocol | None = None,
-        precision: str = "fp32",
-        fast: bool = False,
+        precision: str | None = None,
+        fast: bool | None = None,
         palette: str | Sequence[Sequence[int]] | None = "checkpoint",
         eval_seed: int | None = None,
         device: str = "auto",
     ) -> None:
         options = dict(inference or {})
-        # A config's ``inference`` node may carry these too (``inference.precision``/``fast``).
-        precision = str(options.pop("precision", precision))
-        fast = bool(options.pop("fast", fast))
-        self.meta = meta
-        self.protocol = protocol or resolve_inference(meta, options, tta)
-        self.model = model.to(resolve_device(device)).eval()
-        if eval_seed is not None:
-            set_eval_seed(self.model, eval_seed)
-        self.eval_seed = eval_seed
-        self.precision, self.fast = precision, fast
-        self._runner = _runner(self.model, precision, fast)
+        for key, value in (("precision", precision), ("fast", fast)):
+            if value is None:
+                continue
+            if key in options and options[key] != value:
+                raise ConfigError(
+                    f"{key} is given twice, as {key}={value!r} and inference.{key}="
+                    f"{options[key]!r}; give it once"
+                )
+            options[key] = value
+        self.runner = assemble(model, meta, options, tta, eval_seed, device, protocol)
         if isinstance(palette, str) and palette == "checkpoint":
             self._palette = np.asarray(meta.palette, dtype=np.uint8)
         else:
@@ -276,7 +262,7 @@ class Segmenter:
         get generated names and colours.
         ``options`` as in the constructor.
         """
-        from vanseg.api import build_model_from_config, compose_model_config
+        from vanseg.models.build import build_model_from_config, compose_model_config
 
         model_cfg = compose_model_config(backbone, head, num_classes, pretrained, overrides)
         model = build_model_from_config(model_cfg)
@@ -307,9 +293,9 @@ class Segmenter:
     ) -> Segmenter:
         """From an exported folder (``model.safetensors`` + ``config.json``) or a Hub id.
 
-        No pickle is involved (see `vanseg.hub`); ``options`` as in the constructor.
+        No pickle is involved (see `vanseg.checkpoint.hub`); ``options`` as in the constructor.
         """
-        from vanseg.hub import load_pretrained
+        from vanseg.checkpoint.hub import load_pretrained
 
         loaded = load_pretrained(
             source,
@@ -333,8 +319,35 @@ class Segmenter:
 
     @property
     def device(self) -> torch.device:
-        param = next(self.model.parameters(), None)
-        return param.device if param is not None else torch.device("cpu")
+        """Where the model runs."""
+        return self.runner.device
+
+    @property
+    def model(self) -> nn.Module:
+        """The segmentor (eval mode)."""
+        return self.runner.model
+
+    @property
+    def meta(self) -> ModelMeta:
+        """The checkpoint's metadata."""
+        return self.runner.meta
+
+    @property
+    def protocol(self) -> InferenceProtocol:
+        """The test protocol every image is run with."""
+        return self.runner.protocol
+
+    @property
+    def precision(self) -> str:
+        return self.runner.precision
+
+    @property
+    def fast(self) -> bool:
+        return self.runner.fast
+
+    @property
+    def eval_seed(self) -> int | None:
+        return self.runner.eval_seed
 
     def __repr__(self) -> str:
         return (
@@ -348,11 +361,11 @@ class Segmenter:
         """``(mask (H, W) int64, probs (K, H, W) float32 or None)`` for an RGB uint8 array.
 
         The probabilities take ``K x H x W`` float32 values; without them the mask is computed
-        in bands of rows on big images (`vanseg.evaluation.inference.predict_mask`).
+        in bands of rows on big images (`vanseg.inference.passes.predict_mask`).
         """
         if not probs:
-            return predict_mask(self._runner, rgb, self.protocol).cpu().numpy(), None
-        p = predict_probs(self._runner, rgb, self.protocol)[0]
+            return predict_mask(self.runner.forward, rgb, self.protocol).cpu().numpy(), None
+        p = predict_probs(self.runner.forward, rgb, self.protocol)[0]
         return p.argmax(dim=0).cpu().numpy(), p.cpu().numpy()
 
     def segment(self, image: ImageInput, probs: bool = False) -> SegmentationResult:
@@ -373,17 +386,3 @@ class Segmenter:
         if isinstance(images, (list, tuple)):
             return [self.segment(image, probs) for image in images]
         return self.segment(images, probs)
-
-
-def _runner(model: nn.Module, precision: str, fast: bool) -> nn.Module:
-    """The module that runs the forward passes: the model itself unless precision/fast ask."""
-    if precision == "fp32" and not fast:
-        return model
-    try:
-        from vanseg.optimize import for_inference
-    except ImportError as err:
-        raise SegmenterError(
-            f"precision={precision} / fast={fast} need vanseg.optimize, which this vanseg "
-            "lacks; use precision='fp32', fast=False"
-        ) from err
-    return for_inference(model, precision, fast)

@@ -11,15 +11,9 @@ import torch
 from PIL import Image
 
 from vanseg.data import ADE20K_CLASSES, ADE20K_PALETTE, ADE20KDataset
-from vanseg.data.ade20k import (
-    DatasetError,
-    DatasetNotFoundError,
-    find_pairs,
-    load_image,
-    load_label,
-    reduce_zero_label,
-)
+from vanseg.data.ade20k import find_pairs, load_image, load_label, reduce_zero_label
 from vanseg.data.classes import resolve_class_names, resolve_palette
+from vanseg.errors import DatasetError, InputNotFoundError
 
 
 def save_png(path: Path, array: np.ndarray) -> Path:
@@ -129,7 +123,7 @@ def test_dataset_items_and_sorted_order(tiny_ade_root):
 # --- bad input: one test per case of the issue ------------------------------------------------
 def test_missing_root_names_path_layout_download_and_synthetic(tmp_path):
     missing = tmp_path / "nowhere" / "ADEChallengeData2016"
-    with pytest.raises(DatasetNotFoundError) as err:
+    with pytest.raises(InputNotFoundError) as err:
         ADE20KDataset(missing, "training")
     message = str(err.value)
     assert str(missing) in message
@@ -140,11 +134,11 @@ def test_missing_root_names_path_layout_download_and_synthetic(tmp_path):
 
 def test_root_not_in_layout(tmp_path):
     (tmp_path / "images").mkdir()
-    with pytest.raises(DatasetNotFoundError, match="annotations/training"):
+    with pytest.raises(InputNotFoundError, match="annotations/training"):
         find_pairs(tmp_path, "training")
     (tmp_path / "images/training").mkdir()
     (tmp_path / "annotations/training").mkdir(parents=True)
-    with pytest.raises(DatasetNotFoundError, match="empty"):
+    with pytest.raises(InputNotFoundError, match="empty"):
         find_pairs(tmp_path, "training")
 
 

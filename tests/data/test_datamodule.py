@@ -9,8 +9,9 @@ from hydra.utils import instantiate
 from PIL import Image
 
 from tests.data.data_helpers import SMALL_SPEC
-from vanseg.data import ADE20KDataModule, DatasetNotFoundError, SyntheticDataModule
-from vanseg.utils.config import compose_config
+from vanseg.config.compose import compose_config
+from vanseg.data import ADE20KDataModule, SyntheticDataModule
+from vanseg.errors import InputNotFoundError
 
 
 def synthetic_overrides(cache) -> list[str]:
@@ -57,7 +58,7 @@ def test_pipeline_options_reach_the_transforms_and_a_misspelt_one_is_named(tmp_p
 
 def test_missing_dataset_fails_in_prepare_data_with_help(tmp_path):
     dm = instantiate(compose_config(["data=ade20k", f"data.root={tmp_path / 'ade'}"]).data)
-    with pytest.raises(DatasetNotFoundError, match="data=synthetic"):
+    with pytest.raises(InputNotFoundError, match="data=synthetic"):
         dm.prepare_data()
 
 

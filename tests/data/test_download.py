@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from vanseg.data.download import DownloadError, download, main
+from vanseg.data.download import download, main
+from vanseg.errors import DatasetError
 
 
 class ArchiveServer(ThreadingHTTPServer):
@@ -111,7 +112,7 @@ def test_partial_download_is_resumed_with_http_range(server, tmp_path):
 def test_interrupted_download_keeps_the_part_and_resumes(server, tmp_path):
     server.cut_after = 700
     dest = tmp_path / "a.zip"
-    with pytest.raises(DownloadError, match="run the same command again"):
+    with pytest.raises(DatasetError, match="run the same command again"):
         download(server.url, dest, progress=False)
     assert (tmp_path / "a.zip.part").stat().st_size == 700
     download(
@@ -145,7 +146,7 @@ def test_checksum_mismatch_deletes_the_file(server, tmp_path, capsys):
 
 
 def test_size_mismatch_is_reported(server, tmp_path):
-    with pytest.raises(DownloadError, match="expected"):
+    with pytest.raises(DatasetError, match="expected"):
         download(server.url, tmp_path / "z.zip", expected_size=123, progress=False)
 
 
@@ -159,5 +160,5 @@ def test_wrong_counts_fail_the_layout_check(server, tmp_path, capsys):
 
 
 def test_unreachable_server(tmp_path):
-    with pytest.raises(DownloadError, match="Cannot reach|failed"):
+    with pytest.raises(DatasetError, match="Cannot reach|failed"):
         download("http://127.0.0.1:9/none.zip", tmp_path / "n.zip", progress=False, timeout=2)

@@ -7,7 +7,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 
-from vanseg.utils.config import compose_config
+from vanseg.config.compose import compose_config
 
 
 class NameRecorder(pl.LightningModule):

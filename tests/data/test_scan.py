@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vanseg.data.ade20k import DatasetError
 from vanseg.data.check import check_dataset, format_report
 from vanseg.data.datamodule import ADE20KDataModule
 from vanseg.data.scan import crop_note, scan
-from vanseg.errors import ConfigError
+from vanseg.errors import ConfigError, DatasetError
 
 
 def _checksums(root: Path) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""eval.py and vanseg.evaluation.evaluate: protocols, outputs, refusals, DDP, determinism."""
+"""eval.py and vanseg.tasks.evaluate: protocols, outputs, refusals, DDP, determinism."""
 
 from __future__ import annotations
 
@@ -14,27 +14,17 @@ import torch
 from omegaconf import OmegaConf
 
 import vanseg
+from vanseg.checkpoint.metadata import ModelMeta
+from vanseg.config.compose import compose_config, config_dir, model_config
 from vanseg.data.ade20k import ADE20KDataset
 from vanseg.data.sampler import ShardSampler
-from vanseg.errors import VansegError
-from vanseg.evaluation.checkpoint import resolve_inference
-from vanseg.evaluation.evaluate import (
-    RESULT_FILES,
-    EvalError,
-    evaluate_dataset,
-    resolve_data_config,
-    run_eval,
-    worker_rank_overrides,
-)
-from vanseg.evaluation.inference import (
-    MS_RATIOS,
-    InferenceProtocol,
-    predict_probs,
-    set_eval_seed,
-)
+from vanseg.errors import ConfigError, VansegError
 from vanseg.evaluation.metrics import confusion_matrix
-from vanseg.metadata import ModelMeta
-from vanseg.utils.config import compose_config, config_dir, model_config
+from vanseg.inference.assemble import resolve_inference
+from vanseg.inference.passes import MS_RATIOS, InferenceProtocol, predict_probs, set_eval_seed
+from vanseg.tasks.evaluate import RESULT_FILES, resolve_data_config, run_eval
+from vanseg.evaluation.loop import evaluate_dataset
+from vanseg.utils.distributed import worker_rank_overrides
 
 REPO = config_dir().parent
 K = 8
@@ -180,7 +170,7 @@ def test_data_config_comes_from_the_checkpoint(train_checkpoint, tmp_path):
 def test_command_line_data_choice_replaces_the_stored_one(train_checkpoint, tmp_path):
     # data=ade20k (150 classes) replaces the stored synthetic config: the classes clash.
     overrides = [f"ckpt_path={train_checkpoint}", f"output={tmp_path}", "data=ade20k"]
-    with pytest.raises(EvalError, match=r"predicts 8 classes but dataset 'ade20k' has 150"):
+    with pytest.raises(ConfigError, match=r"predicts 8 classes but dataset 'ade20k' has 150"):
         evaluate(overrides)
 
 
@@ -234,13 +224,13 @@ def test_class_count_mismatch_names_both_counts(checkpoint, tiny_ade_root, tmp_p
         f"data.root={tiny_ade_root}",
         "data.num_classes=5",
     ]
-    with pytest.raises(EvalError, match=r"predicts 8 classes but dataset 'folder' has 5"):
+    with pytest.raises(ConfigError, match=r"predicts 8 classes but dataset 'folder' has 5"):
         evaluate(overrides)
 
 
 def test_missing_checkpoint_is_named(tmp_path):
     missing = tmp_path / "nope.ckpt"
-    with pytest.raises(EvalError, match=f"checkpoint not found: ckpt_path={missing}"):
+    with pytest.raises(ConfigError, match=f"checkpoint not found: ckpt_path={missing}"):
         evaluate([f"ckpt_path={missing}", f"output={tmp_path}"])
 
 

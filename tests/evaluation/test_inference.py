@@ -13,8 +13,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 import vanseg
-from vanseg.evaluation import inference
-from vanseg.evaluation.inference import (
+from vanseg.inference import passes as inference
+from vanseg.inference.passes import (
     MS_RATIOS,
     InferenceProtocol,
     keep_ratio_size,

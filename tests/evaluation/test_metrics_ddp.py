@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torchmetrics.classification import MulticlassJaccardIndex
 
 from vanseg.evaluation.metrics import SegmentationMetrics
 
@@ -32,11 +33,15 @@ def worker(rank: int, world_size: int, port: int, queue: mp.SimpleQueue) -> None
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     metric = SegmentationMetrics(NUM_CLASSES)
+    # The stock metric it subclasses, synced the same way (its state is the same `confmat`).
+    stock = MulticlassJaccardIndex(num_classes=NUM_CLASSES, average="macro", ignore_index=255)
     for pred, label in make_data()[rank::world_size]:  # every image on exactly one rank
         metric.update(pred, label)
+        stock.update(pred, label)
     result = metric.compute()  # a collective: every rank calls it
+    stock_miou = stock.compute().item()
     # Plain lists: shared-memory tensors cannot be read after the process has exited.
-    queue.put((rank, result["confmat"].tolist(), result["mIoU"]))
+    queue.put((rank, result["confmat"].tolist(), result["mIoU"], stock_miou))
     dist.destroy_process_group()
 
 
@@ -57,6 +62,9 @@ def test_two_processes_equal_one() -> None:
     queue = ctx.SimpleQueue()
     mp.start_processes(worker, args=(2, free_port(), queue), nprocs=2, start_method="spawn")
     results = [queue.get() for _ in range(2)]
-    for _, confmat, miou in results:
+    for _, confmat, miou, stock_miou in results:
         assert confmat == expected["confmat"].tolist()
         assert miou == expected["mIoU"]
+        # Class 5 is absent from the labels but predicted (IoU 0), so macro = mmseg's nanmean;
+        # stock reduces in float32.
+        assert stock_miou == pytest.approx(expected["mIoU"], rel=1e-6)

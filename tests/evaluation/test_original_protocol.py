@@ -20,10 +20,10 @@ from PIL import Image
 
 import vanseg
 from tests.evaluation import original_test_pipeline as original
-from vanseg.evaluation.evaluate import run_eval
-from vanseg.evaluation.inference import MS_RATIOS, predict_mask, set_eval_seed
-from vanseg.evaluation.predict import run_predict
-from vanseg.utils.config import compose_config, model_config
+from vanseg.config.compose import compose_config, model_config
+from vanseg.inference.passes import MS_RATIOS, predict_mask, set_eval_seed
+from vanseg.tasks.evaluate import run_eval
+from vanseg.tasks.predict import run_predict
 
 K = 5
 EVAL_SCALE = (256, 64)

@@ -13,9 +13,10 @@ import torch
 from PIL import Image
 
 import vanseg
-from vanseg.evaluation.inference import InferenceProtocol
-from vanseg.evaluation.predict import PredictError, _OutputLock, run_predict
-from vanseg.utils.config import compose_config, model_config
+from vanseg.config.compose import compose_config, model_config
+from vanseg.errors import ConfigError
+from vanseg.inference.passes import InferenceProtocol
+from vanseg.tasks.predict import _OutputLock, run_predict
 
 FAST = InferenceProtocol(base_scale=None, mode="slide", crop=32, stride=32)
 
@@ -61,7 +62,7 @@ def predict(checkpoint: Path, input: Path, output: Path, **kw):
 def test_ground_truth_next_to_the_images_is_never_replaced(checkpoint, tmp_path) -> None:
     data = dataset(tmp_path / "data")
     before = checksums(data)
-    with pytest.raises(PredictError, match=r"labels/a\.png.*not written by predict\.py"):
+    with pytest.raises(ConfigError, match=r"labels/a\.png.*not written by predict\.py"):
         predict(checkpoint, data / "images", data, overwrite=True)
     assert checksums(data) == before
 
@@ -70,7 +71,7 @@ def test_inputs_are_never_outputs(checkpoint, tmp_path) -> None:
     out = tmp_path / "out"
     predict(checkpoint, dataset(tmp_path / "data") / "images", out)
     before = checksums(out)
-    with pytest.raises(PredictError, match=r"would write over input images .*labels/a\.png"):
+    with pytest.raises(ConfigError, match=r"would write over input images .*labels/a\.png"):
         predict(checkpoint, out / "labels", out, overwrite=True)
     assert checksums(out) == before
 
@@ -79,7 +80,7 @@ def test_overwrite_replaces_only_an_earlier_prediction(checkpoint, tmp_path) -> 
     images = dataset(tmp_path / "data") / "images"
     out = tmp_path / "out"
     predict(checkpoint, images, out)
-    with pytest.raises(PredictError, match="already holds results"):
+    with pytest.raises(ConfigError, match="already holds results"):
         predict(checkpoint, images, out)
     report = predict(checkpoint, images, out, overwrite=True)
     assert sorted(p.name for p in report.written) == ["a.jpg", "b.jpg"]
@@ -91,7 +92,7 @@ def test_a_second_run_into_the_same_folder_is_refused_while_the_first_runs(
     images = dataset(tmp_path / "data") / "images"
     out = tmp_path / "out"
     with _OutputLock(out):  # the first run, still writing
-        with pytest.raises(PredictError, match=r"another predict\.py \(process \d+\) is writing"):
+        with pytest.raises(ConfigError, match=r"another predict\.py \(process \d+\) is writing"):
             predict(checkpoint, images, out)
     assert not (out / "labels").exists()
 
@@ -111,7 +112,7 @@ def test_the_lock_of_a_killed_run_is_taken_over(checkpoint, tmp_path, caplog) ->
 def test_output_naming_a_file_is_refused(checkpoint, tmp_path) -> None:
     images = dataset(tmp_path / "data") / "images"
     before = checksums(images)
-    with pytest.raises(PredictError, match=r"output=.*a\.jpg is a file"):
+    with pytest.raises(ConfigError, match=r"output=.*a\.jpg is a file"):
         predict(checkpoint, images / "a.jpg", images / "a.jpg")
     assert checksums(images) == before
 
@@ -121,6 +122,6 @@ def test_a_foreign_lock_named_file_is_never_deleted(checkpoint, tmp_path) -> Non
     out = tmp_path / "out"
     out.mkdir()
     (out / ".predict.lock").write_text("my notes")
-    with pytest.raises(PredictError, match=r"\.predict\.lock exists but is not a predict\.py lock"):
+    with pytest.raises(ConfigError, match=r"\.predict\.lock exists but is not a predict\.py lock"):
         predict(checkpoint, images, out)
     assert (out / ".predict.lock").read_text() == "my notes"

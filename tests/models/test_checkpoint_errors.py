@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from vanseg.models.pretrained import CheckpointError, load_file
+from vanseg.errors import CheckpointError
 from vanseg.training.resume import checkpoints_newest_first, newest_intact_checkpoint
+from vanseg.utils.safe_load import load_file
 
 
 def _good(path: Path) -> Path:

@@ -10,7 +10,7 @@ import torch
 
 import vanseg
 from tests.models import mmseg_reference as ref
-from vanseg.models.pretrained import CheckpointError
+from vanseg.errors import CheckpointError
 from vanseg.tools.convert import convert, main
 
 # docs/reference.md §2: state-dict entries of each head (decode + auxiliary + neck).
@@ -174,10 +174,10 @@ def test_convert_of_an_empty_file_is_one_line(tmp_path: Path, capsys, monkeypatc
 
 
 def test_save_model_refuses_an_existing_file(tmp_path: Path) -> None:
-    from vanseg.utils.atomic import OutputExistsError
+    from vanseg.errors import OutputExistsError
 
-    model_cfg = vanseg.utils.config.model_config(
-        vanseg.utils.config.compose_config(["backbone=van_test", "backbone.pretrained=null"])
+    model_cfg = vanseg.config.compose.model_config(
+        vanseg.config.compose.compose_config(["backbone=van_test", "backbone.pretrained=null"])
     )
     model = vanseg.build_model_from_config(model_cfg)
     path = tmp_path / "m.ckpt"

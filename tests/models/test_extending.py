@@ -11,7 +11,7 @@ import torch
 
 import vanseg
 from tests.conftest import config_options
-from vanseg.utils.config import compose_config
+from vanseg.config.compose import compose_config
 
 # ResNet-18's stage widths and strides (He et al. 2016, Table 1: conv2_x..conv5_x).
 RESNET18_CHANNELS = (64, 128, 256, 512)

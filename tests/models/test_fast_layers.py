@@ -10,10 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vanseg.models import LightHamHead
-from vanseg.models.backbones.van import Block
-from vanseg.models.layers import kernels
-from vanseg.models.layers.fast import (
+from vanseg.accel import kernels
+from vanseg.accel.fast_layers import (
     FastLightHamHead,
     PhaseDilatedConv,
     PointwiseConv,
@@ -21,7 +19,9 @@ from vanseg.models.layers.fast import (
     depthwise_gelu,
     linear_nhwc,
 )
-from vanseg.optimize import FoldedBlock, _replace_children, max_relative_difference
+from vanseg.accel.optimize import FoldedBlock, _replace_children, max_relative_difference
+from vanseg.models import LightHamHead
+from vanseg.models.backbones.van import Block
 
 
 def _bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -91,7 +91,9 @@ def test_fused_block_equals_the_block(
     dtype: torch.dtype, band_bytes: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # (`vanseg.optimize` the attribute is the function; the module is in sys.modules)
-    monkeypatch.setattr(importlib.import_module("vanseg.optimize"), "MLP_BAND_BYTES", band_bytes)
+    monkeypatch.setattr(
+        importlib.import_module("vanseg.accel.optimize"), "MLP_BAND_BYTES", band_bytes
+    )
     torch.manual_seed(0)
     block = Block(16, mlp_ratio=4)
     with torch.no_grad():

@@ -10,8 +10,9 @@ import torch
 
 import vanseg
 from tests.models import mmseg_reference as ref
+from vanseg.errors import CheckpointError
 from vanseg.models import van_tiny
-from vanseg.models.pretrained import CheckpointError, load_pretrained_backbone
+from vanseg.models.pretrained import load_pretrained_backbone
 
 
 def _classification_checkpoint(size: str = "van_tiny", args: bool = False) -> dict:

@@ -7,12 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vanseg.models.layers.winograd import (
-    TILE_SIZES,
-    WinogradConv2d,
-    winograd_matrices,
-    winograd_pays_off,
-)
+from vanseg.accel.winograd import TILE_SIZES, WinogradConv2d, winograd_matrices, winograd_pays_off
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,13 +11,13 @@ import torch
 from torch import nn
 
 import vanseg
-from vanseg.utils.config import compose_config, model_config
+from vanseg.config.compose import compose_config, model_config
 
 INSTALL = 'ONNX export needs the `onnx` extra: pip install -e ".[onnx]"'
 onnx = pytest.importorskip("onnx", reason=INSTALL)
 ort = pytest.importorskip("onnxruntime", reason=INSTALL)
 
-from vanseg.tools import export  # noqa: E402  (after the skip: it needs the extra at run time)
+from vanseg.tools import export  # noqa: E402  (after the skip: it needs the extra at run time
 
 SIZES = [[64, 64], [96, 80]]
 NARROW = {
@@ -93,16 +93,16 @@ class FrozenWidth(nn.Module):
 def test_mismatch_fails_loudly(tmp_path: Path) -> None:
     model = FrozenWidth()
     path = export.export_onnx(model, tmp_path / "m.onnx", (32, 32), dynamo=False)
-    with pytest.raises(export.ExportError, match=r"atol=0.001 at 40x48 \("):
+    with pytest.raises(export.ConfigError, match=r"atol=0.001 at 40x48 \("):
         export.check_onnx(model, path, [[32, 32], [40, 48]])
 
 
 def test_bad_requests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     upernet = vanseg.build_model("van_test", "upernet", 5, overrides=NARROW["upernet"])
-    with pytest.raises(export.ExportError, match="dynamic=false"):
+    with pytest.raises(export.ConfigError, match="dynamic=false"):
         export.export_onnx(upernet, tmp_path / "u.onnx", (64, 64))
     monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if the extra were incomplete
-    with pytest.raises(export.ExportError, match=r"onnxscript is not installed.*\[onnx\]"):
+    with pytest.raises(export.ConfigError, match=r"onnxscript is not installed.*\[onnx\]"):
         export.export_onnx(FrozenWidth(), tmp_path / "m.onnx", (32, 32), dynamo=True)
     monkeypatch.undo()
     with pytest.raises(SystemExit):

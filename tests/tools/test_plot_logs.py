@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vanseg.errors import USER_ERROR_EXIT
-from vanseg.tools.plot_logs import PANELS, PlotLogsError, find_runs, main, plot_runs, read_metrics
+from vanseg.errors import USER_ERROR_EXIT, ConfigError
+from vanseg.tools.plot_logs import PANELS, find_runs, main, plot_runs, read_metrics
 
 # Lightning's CSV layout: one row per logging call, empty cells for the other columns; the
 # step-40 validation row is repeated with a new value as a resumed run appends it.
@@ -80,10 +80,10 @@ def test_cli_writes_a_png_and_refuses_to_overwrite(tmp_path: Path, capsys) -> No
 
 
 def test_clear_errors(tmp_path: Path) -> None:
-    with pytest.raises(PlotLogsError, match="no csv/metrics.csv under"):
+    with pytest.raises(ConfigError, match="no csv/metrics.csv under"):
         find_runs([tmp_path])
-    with pytest.raises(PlotLogsError, match="does not exist"):
+    with pytest.raises(ConfigError, match="does not exist"):
         find_runs([tmp_path / "missing"])
     bad = _write_run(tmp_path / "bad", CSV.replace("1.75", "n/a"))
-    with pytest.raises(PlotLogsError, match=r"line 3: train/loss='n/a'"):
+    with pytest.raises(ConfigError, match=r"line 3: train/loss='n/a'"):
         find_runs([bad])

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from vanseg.tasks import resolve_ckpt_path, train
-from vanseg.utils.config import compose_config
+from vanseg.config.compose import compose_config
+from vanseg.tasks.train import train
+from vanseg.training.resume import resolve_ckpt_path
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -90,7 +91,6 @@ def test_eval_and_predict_name_an_empty_checkpoint(tmp_path: Path, capsys, monke
 
 
 def test_ckpt_path_last_resolves_past_a_truncated_last_ckpt(tmp_path: Path) -> None:
-    cfg = compose_config([f"paths.output_dir={tmp_path}/run", f"paths.log_dir={tmp_path}"])
     ckpts = tmp_path / "run" / "checkpoints"
     ckpts.mkdir(parents=True)
     torch.save({"global_step": 30}, ckpts / "step_000030.ckpt")
@@ -98,7 +98,8 @@ def test_ckpt_path_last_resolves_past_a_truncated_last_ckpt(tmp_path: Path) -> N
     torch.save({"global_step": 40}, ckpts / "last.ckpt")
     data = (ckpts / "last.ckpt").read_bytes()
     (ckpts / "last.ckpt").write_bytes(data[: len(data) - 100])
-    assert resolve_ckpt_path("last", cfg) == str(ckpts / "step_000030.ckpt")
+    runs = tmp_path / "train" / "runs"
+    assert resolve_ckpt_path("last", tmp_path / "run", runs) == str(ckpts / "step_000030.ckpt")
 
 
 @pytest.mark.slow

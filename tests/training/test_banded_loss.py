@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vanseg.training import banded_loss
+from vanseg.accel import banded_loss
 from vanseg.training.module import segmentation_loss
 
 

@@ -15,13 +15,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from vanseg.tasks import TrainingDataError, train
+from vanseg.config.compose import compose_config, config_dir
+from vanseg.config.resolvers import fresh_dir
+from vanseg.tasks.train import TrainingDataError, train
 from vanseg.training.checkpointing import BestCheckpoint
 from vanseg.training.module import NonFiniteLossError
-from vanseg.training.run_dir import fresh_dir
 from vanseg.training.signals import AtomicCheckpointIO
 from vanseg.training.text_log import format_eta
-from vanseg.utils.config import compose_config, config_dir
 
 ROOT = config_dir().parent
 
@@ -291,11 +291,11 @@ def test_atomic_checkpoint_save_keeps_the_old_file_on_failure(tmp_path) -> None:
 
 
 def test_fresh_dir_never_reuses_a_folder(tmp_path) -> None:
-    from vanseg.training import run_dir
+    from vanseg.config import resolvers
 
     base = str(tmp_path / "2026-01-01_00-00-00")
     first = fresh_dir(base)
-    run_dir._made.clear()  # as a second process would
+    resolvers._made.clear()  # as a second process would
     second = fresh_dir(base)
     assert (first, second) == (base, base + "_1")
     assert Path(first).is_dir() and Path(second).is_dir()

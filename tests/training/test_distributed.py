@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vanseg.utils.config import config_dir
+from vanseg.config.compose import config_dir
 
 ROOT = config_dir().parent
 

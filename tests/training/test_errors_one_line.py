@@ -13,13 +13,12 @@ import torch
 
 import vanseg
 from tests.training.test_train import _run
-from vanseg.errors import ConfigError
-from vanseg.metadata import ModelMeta
-from vanseg.models.pretrained import CheckpointError
+from vanseg.checkpoint.metadata import ModelMeta
+from vanseg.config.checks import check_devices_exist, check_train_config
+from vanseg.config.compose import compose_config, config_dir, model_config
+from vanseg.errors import CheckpointError, ConfigError
 from vanseg.training import signals
 from vanseg.utils.cli import user_errors
-from vanseg.utils.config import compose_config, config_dir, model_config
-from vanseg.utils.config_checks import check_devices_exist, check_train_config
 
 ROOT = config_dir().parent
 
@@ -129,5 +128,5 @@ def test_safetensors_with_int_bool_or_nan_weights_are_refused(
     key = next(k for k, v in state.items() if k.endswith("conv_seg.weight"))
     state[key] = change(state[key])
     save_file(state, str(folder / "model.safetensors"))
-    with pytest.raises((CheckpointError, vanseg.hub.PretrainedError), match=message):
+    with pytest.raises((CheckpointError, vanseg.checkpoint.hub.CheckpointError), match=message):
         vanseg.from_pretrained(folder)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vanseg.tasks import train
+from vanseg.config.compose import compose_config
+from vanseg.tasks.train import train
 from vanseg.tools.plot_logs import PANELS, find_runs, main, plot_runs
-from vanseg.utils.config import compose_config
 
 
 @pytest.mark.slow

@@ -9,9 +9,9 @@ import torch
 from omegaconf import OmegaConf
 
 import vanseg
+from vanseg.config.compose import compose_config, config_dir
 from vanseg.training.optim import param_groups
 from vanseg.training.schedules import poly_factor, poly_with_warmup
-from vanseg.utils.config import compose_config, config_dir
 
 # docs/reference.md §7: the original hook's learning rates.
 LIGHT_HAM_TINY_LR = {

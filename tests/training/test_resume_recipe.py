@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tests.training.test_train import _run
-from vanseg.models.pretrained import CheckpointError
+from vanseg.errors import CheckpointError
 from vanseg.training.schedules import poly_factor
 
 

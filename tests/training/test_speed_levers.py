@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from vanseg.tasks import train
+from vanseg.config.compose import compose_config
+from vanseg.tasks.train import train
 from vanseg.training.optim import build_optimizer, optimizer_options
-from vanseg.utils.config import compose_config
 
 
 def test_auto_picks_the_fused_kernel_on_cpu() -> None:

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 import vanseg
-from vanseg.models.pretrained import CheckpointError
-from vanseg.tasks import ConfigError, train
+from vanseg.config.compose import compose_config
+from vanseg.errors import CheckpointError, ConfigError
+from vanseg.tasks.train import train
 from vanseg.training.signals import TrainingInterrupted
 from vanseg.training.text_log import TextProgressLog
-from vanseg.utils.config import compose_config
 
 
 def _run(overrides: list[str]) -> dict:

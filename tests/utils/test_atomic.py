@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from vanseg.utils.atomic import OutputExistsError, atomic_path, atomic_write_text, check_destination
+from vanseg.errors import OutputExistsError
+from vanseg.utils.atomic import atomic_path, atomic_write_text, check_destination
 
 
 def _sha(path: Path) -> str:

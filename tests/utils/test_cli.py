@@ -35,24 +35,24 @@ def test_bugs_keep_their_traceback(monkeypatch) -> None:
 
 
 def test_every_error_class_is_a_user_error() -> None:
-    from vanseg.data.ade20k import DatasetError, DatasetNotFoundError
-    from vanseg.data.download import DownloadError
-    from vanseg.evaluation.evaluate import EvalError
-    from vanseg.evaluation.predict import PredictError
-    from vanseg.models.pretrained import CheckpointError
-    from vanseg.tasks import ConfigError as TasksConfigError
-    from vanseg.tools.export import ExportError
-    from vanseg.utils.atomic import OutputExistsError
+    from vanseg.errors import (
+        CheckpointError,
+        ConfigError,
+        DatasetError,
+        InputNotFoundError,
+        OutputExistsError,
+    )
+    from vanseg.errors import ConfigError as TasksConfigError
 
     for cls in (
         DatasetError,
-        DatasetNotFoundError,
-        DownloadError,
-        EvalError,
-        PredictError,
+        InputNotFoundError,
+        DatasetError,
+        ConfigError,
+        ConfigError,
         CheckpointError,
         TasksConfigError,
-        ExportError,
+        ConfigError,
         OutputExistsError,
     ):
         assert issubclass(cls, VansegError), cls

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from vanseg.config.checks import check_devices_exist, check_train_config
+from vanseg.config.compose import compose_config
 from vanseg.errors import ConfigError
-from vanseg.utils.config import compose_config
-from vanseg.utils.config_checks import check_devices_exist, check_train_config
 
 
 def test_bad_types_and_ranges_are_listed_together() -> None:

@@ -2,7 +2,7 @@
 
 Each module holds one Hydra task (``run(cfg)``), shared with the repository's ``train.py``,
 ``eval.py`` and ``predict.py``, and a ``main()`` for the console script that finds the
-configuration with :func:`vanseg.utils.config.hydra_config_path` (``pkg://vanseg.conf`` once
+configuration with :func:`vanseg.config.compose.hydra_config_path` (``pkg://vanseg.conf`` once
 installed). Module names become Hydra job names, so logs are ``train.log`` etc. either way.
 """
 
@@ -23,7 +23,7 @@ __all__ = ["launch"]
 
 def launch(task: Callable[[DictConfig], Any], config_name: str) -> None:
     """Run ``task`` under ``@hydra.main`` with the installed (or checkout) configuration."""
-    from vanseg.utils.config import hydra_config_path
+    from vanseg.config.compose import hydra_config_path
 
     try:
         config_path = hydra_config_path()

@@ -17,14 +17,14 @@ __all__ = ["run", "main"]
 
 def run(cfg: DictConfig) -> float:
     """Hydra task: evaluate ``cfg.ckpt_path``; returns the mIoU (fraction) for sweepers."""
-    from vanseg.evaluation.evaluate import run_eval
+    from vanseg.tasks.evaluate import run_eval
 
     return run_eval(cfg).metrics["mIoU"]
 
 
 def main() -> None:
     """Console-script entry point (``torchrun`` ranks > 0 create no run folders)."""
-    from vanseg.evaluation.evaluate import worker_rank_overrides
+    from vanseg.utils.distributed import worker_rank_overrides
 
     sys.argv += worker_rank_overrides()
     launch(user_errors("vanseg-eval")(run), "eval")

@@ -7,7 +7,7 @@ The protocol, normalisation, class names and palette come from the checkpoint, a
 
 from __future__ import annotations
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from vanseg.cli import launch
 from vanseg.utils.cli import user_errors
@@ -16,22 +16,10 @@ __all__ = ["run", "main"]
 
 
 def run(cfg: DictConfig) -> None:
-    """Hydra task: segment ``cfg.input`` into ``cfg.output``."""
-    from vanseg.errors import ConfigError
-    from vanseg.evaluation.predict import run_predict
-    from vanseg.trust import apply_trusted_targets
+    """Hydra task: segment ``cfg.input`` into ``cfg.output`` (`vanseg.tasks.predict`)."""
+    from vanseg.tasks.predict import predict_task
 
-    apply_trusted_targets(cfg)
-
-    missing = [key for key in ("ckpt_path", "input", "output") if OmegaConf.is_missing(cfg, key)]
-    if missing:
-        raise ConfigError(f"missing {' '.join(k + '=...' for k in missing)}")
-    options = OmegaConf.to_container(cfg, resolve=True)
-    options.pop("trusted_targets", None)  # applied above
-    try:
-        run_predict(**options)
-    except ValueError as err:  # option values (palette, opacity) checked by the library
-        raise ConfigError(str(err)) from err
+    predict_task(cfg)
 
 
 def main() -> None:

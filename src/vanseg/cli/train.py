@@ -23,7 +23,7 @@ def run(cfg: DictConfig) -> float | None:
     A stop by a signal or a failing data file (a checkpoint of the step was saved) exits with
     its own status (143 SIGTERM, 130 SIGINT, 2 data error); other user errors exit 2.
     """
-    from vanseg.tasks import train
+    from vanseg.tasks.train import train
     from vanseg.training.signals import TrainingStopped
 
     try:

@@ -25,12 +25,10 @@ from torch.utils.data import Dataset
 
 from vanseg.data.classes import ADE20K_NUM_CLASSES, IGNORE_INDEX
 from vanseg.data.image_io import pil_to_rgb, read_rgb
-from vanseg.errors import VansegError
+from vanseg.errors import DatasetError, InputNotFoundError
 
 __all__ = [
     "ADE20KDataset",
-    "DatasetError",
-    "DatasetNotFoundError",
     "PairTransform",
     "SplitFiles",
     "duplicates_message",
@@ -48,14 +46,6 @@ __all__ = [
 INDEX_MODES = frozenset({"L", "P", "I", "I;16", "1"})
 #: How many names an error message lists before "...".
 _SHOWN = 5
-
-
-class DatasetError(VansegError, ValueError):
-    """A dataset file is missing its partner, unreadable, or holds invalid labels."""
-
-
-class DatasetNotFoundError(VansegError, FileNotFoundError):
-    """The dataset root is missing or not in the ADE20K layout."""
 
 
 class PairTransform(Protocol):
@@ -120,7 +110,7 @@ def scan_split(
     in ``duplicates`` and paired with nothing: which one to use is the user's choice.
 
     Raises:
-        DatasetNotFoundError: The root or a split folder is missing, or the split is empty.
+        InputNotFoundError: The root or a split folder is missing, or the split is empty.
     """
     root = Path(root).expanduser()
     image_dir, label_dir = root / "images" / split, root / "annotations" / split
@@ -130,12 +120,12 @@ def scan_split(
             what = f"{root.resolve()} is missing {', '.join(missing)}"
         else:
             what = f"{root.absolute()} does not exist"
-        raise DatasetNotFoundError(f"Dataset not found: {what}.\n{layout_help(root)}")
+        raise InputNotFoundError(f"Dataset not found: {what}.\n{layout_help(root)}")
     suffixes = {s.lower() for s in image_suffixes}
     images = _by_stem(p for p in image_dir.iterdir() if p.suffix.lower() in suffixes)
     labels = _by_stem(p for p in label_dir.iterdir() if p.suffix.lower() == label_suffix.lower())
     if not images and not labels:
-        raise DatasetNotFoundError(
+        raise InputNotFoundError(
             f"Dataset split '{split}' is empty: no {'/'.join(sorted(suffixes))} files in "
             f"{image_dir} and no {label_suffix} files in {label_dir}.\n{layout_help(root)}"
         )
@@ -195,7 +185,7 @@ def find_pairs(
     Sorting makes every rank and every run see the same order (docs/pitfalls.md B4).
 
     Raises:
-        DatasetNotFoundError: The root or a split folder is missing, or the split is empty.
+        InputNotFoundError: The root or a split folder is missing, or the split is empty.
         DatasetError: Some images have no label, some labels have no image, or two images (or
             two labels) share a name.
     """

@@ -21,13 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vanseg.data.ade20k import (
-    DatasetError,
-    load_image,
-    load_label,
-)
+from vanseg.data.ade20k import load_image, load_label
 from vanseg.data.classes import IGNORE_INDEX
 from vanseg.data.scan import scan
+from vanseg.errors import DatasetError
 from vanseg.utils.cli import split_overrides, tool_parser, user_errors
 
 __all__ = ["CheckReport", "check_dataset", "check_pair", "main"]
@@ -152,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit status (0: clean, 1: problems found)."""
     from hydra.utils import instantiate
 
-    from vanseg.utils.config import compose_config
+    from vanseg.config.compose import compose_config
 
     parser = tool_parser(PROG, __doc__)
     parser.add_argument("--workers", type=int, default=0, help="decoding processes (default 0)")

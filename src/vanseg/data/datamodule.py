@@ -22,7 +22,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from vanseg.data.ade20k import ADE20KDataset, DatasetError, scan_split
+from vanseg.data.ade20k import ADE20KDataset, scan_split
 from vanseg.data.classes import (
     ADE20K_NUM_CLASSES,
     IGNORE_INDEX,
@@ -45,6 +45,7 @@ from vanseg.data.transforms import (
     EvalTransform,
     TrainTransform,
 )
+from vanseg.errors import DatasetError
 from vanseg.utils.distributed import rank_and_world_size
 
 __all__ = ["ADE20KDataModule", "SyntheticDataModule"]
@@ -176,7 +177,7 @@ class ADE20KDataModule(pl.LightningDataModule):
         """Scan both splits as ``verify`` says and list every problem at once; never downloads.
 
         Raises:
-            DatasetNotFoundError: A split folder is missing or empty.
+            InputNotFoundError: A split folder is missing or empty.
             DatasetError: Unpaired, unreadable or invalid files (all of them listed).
         """
         self.prepare_files()

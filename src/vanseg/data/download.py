@@ -32,11 +32,11 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from vanseg.data.ade20k import DatasetNotFoundError, duplicates_message, scan_split
-from vanseg.errors import VansegError
+from vanseg.data.ade20k import duplicates_message, scan_split
+from vanseg.errors import DatasetError, InputNotFoundError
 from vanseg.utils.cli import tool_parser, user_errors
 
-__all__ = ["ADE20K_SHA1", "ADE20K_URL", "DownloadError", "download", "unpack", "verify_layout"]
+__all__ = ["ADE20K_SHA1", "ADE20K_URL", "download", "unpack", "verify_layout"]
 
 #: The command as users type it: starts every usage and error line.
 PROG = "python -m vanseg.data.download"
@@ -47,10 +47,6 @@ ADE20K_SHA1 = "219e1696abb36c8ba3a3afe7fb2f4b4606a897c7"
 ADE20K_FOLDER = "ADEChallengeData2016"
 ADE20K_COUNTS = {"training": 20210, "validation": 2000}
 _CHUNK = 1 << 20
-
-
-class DownloadError(VansegError, RuntimeError):
-    """The download, the archive or the unpacked layout is not what was expected."""
 
 
 def file_digest(path: Path, algorithm: str) -> str:
@@ -100,7 +96,7 @@ def download(
         ``dest``, complete and verified.
 
     Raises:
-        DownloadError: Network failure, short download, or size/checksum mismatch. A partial
+        DatasetError: Network failure, short download, or size/checksum mismatch. A partial
             download is kept so that the next call resumes it; a complete but wrong file is
             deleted.
     """
@@ -121,14 +117,14 @@ def _fetch(url: str, part: Path, expected_size: int | None, progress: bool, time
     except HTTPError as err:
         if err.code == 416 and offset and (expected_size is None or offset == expected_size):
             return  # the partial file already holds everything the server has
-        raise DownloadError(f"Download of {url} failed: HTTP {err.code} {err.reason}") from err
+        raise DatasetError(f"Download of {url} failed: HTTP {err.code} {err.reason}") from err
     except URLError as err:
-        raise DownloadError(f"Cannot reach {url}: {err.reason}. Check the network.") from err
+        raise DatasetError(f"Cannot reach {url}: {err.reason}. Check the network.") from err
     with response:
         if offset and response.status == 206:
             match = re.match(r"bytes (\d+)-\d+/(\d+|\*)", response.headers.get("Content-Range", ""))
             if not match or int(match.group(1)) != offset:
-                raise DownloadError(f"{url}: unexpected Content-Range for a resumed download.")
+                raise DatasetError(f"{url}: unexpected Content-Range for a resumed download.")
             total = int(match.group(2)) if match.group(2) != "*" else None
             mode = "ab"
         else:  # a fresh download, or a server that ignores Range: start over
@@ -136,7 +132,7 @@ def _fetch(url: str, part: Path, expected_size: int | None, progress: bool, time
             length = response.headers.get("Content-Length")
             total = int(length) if length is not None else None
         if expected_size is not None and total is not None and total != expected_size:
-            raise DownloadError(
+            raise DatasetError(
                 f"{url} has {total} bytes but {expected_size} were expected; wrong URL or a "
                 "changed archive (override the expectation with --size)."
             )
@@ -147,13 +143,13 @@ def _fetch(url: str, part: Path, expected_size: int | None, progress: bool, time
                     f.write(block)
                     bar.advance(task, len(block))
             except (OSError, http.client.HTTPException) as err:
-                raise DownloadError(
+                raise DatasetError(
                     f"Download of {url} interrupted ({err}); run the same command again to "
                     f"resume from {part}."
                 ) from err
     size = part.stat().st_size
     if total is not None and size != total:
-        raise DownloadError(
+        raise DatasetError(
             f"Download of {url} stopped at {size} of {total} bytes; run the same command again "
             f"to resume from {part}."
         )
@@ -174,7 +170,7 @@ def _verify(path: Path, checksum: str | None, expected_size: int | None) -> None
     size = path.stat().st_size
     if expected_size is not None and size != expected_size:
         path.unlink()
-        raise DownloadError(
+        raise DatasetError(
             f"{path} has {size} bytes, expected {expected_size}; deleted it, run again."
         )
     if checksum is not None:
@@ -182,7 +178,7 @@ def _verify(path: Path, checksum: str | None, expected_size: int | None) -> None
         actual = file_digest(path, algorithm)
         if actual != expected:
             path.unlink()
-            raise DownloadError(
+            raise DatasetError(
                 f"{path}: {algorithm} is {actual}, expected {expected}; the file is corrupt or "
                 "not the official archive. Deleted it; run again."
             )
@@ -202,14 +198,14 @@ def unpack(archive: str | Path, root: str | Path, folder: str = ADE20K_FOLDER) -
         with zipfile.ZipFile(archive) as zf, tempfile.TemporaryDirectory(dir=root) as tmp:
             bad = zf.testzip()
             if bad is not None:
-                raise DownloadError(f"{archive} is corrupt (first bad member: {bad}).")
+                raise DatasetError(f"{archive} is corrupt (first bad member: {bad}).")
             zf.extractall(tmp)  # zipfile drops absolute and ".." parts of member names
             extracted = Path(tmp) / folder
             if not extracted.is_dir():
-                raise DownloadError(f"{archive} does not contain a top-level {folder}/ folder.")
+                raise DatasetError(f"{archive} does not contain a top-level {folder}/ folder.")
             extracted.rename(target)
     except zipfile.BadZipFile as err:
-        raise DownloadError(f"{archive} is not a valid zip file: {err}") from err
+        raise DatasetError(f"{archive} is not a valid zip file: {err}") from err
     return target
 
 
@@ -219,13 +215,13 @@ def verify_layout(
     """Check that each split has exactly ``counts[split]`` image/label pairs and nothing unpaired.
 
     Raises:
-        DownloadError: Missing folders, unpaired files or wrong counts.
+        DatasetError: Missing folders, unpaired files or wrong counts.
     """
     problems = []
     for split, expected in counts.items():
         try:
             pairs, no_label, no_image, duplicates = scan_split(root, split, image_suffixes)
-        except DatasetNotFoundError as err:
+        except InputNotFoundError as err:
             problems.append(str(err))
             continue
         if duplicates:
@@ -238,12 +234,12 @@ def verify_layout(
         if len(pairs) != expected:
             problems.append(f"{split}: {len(pairs)} image/label pairs, expected {expected}")
     if problems:
-        raise DownloadError(f"Unexpected layout in {root}:\n  " + "\n  ".join(problems))
+        raise DatasetError(f"Unexpected layout in {root}:\n  " + "\n  ".join(problems))
 
 
 @user_errors(PROG)
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point; returns 0. A `DownloadError` ends it as every tool's errors do."""
+    """CLI entry point; returns 0. A `DatasetError` ends it as every tool's errors do."""
     parser = tool_parser(PROG, __doc__)
     parser.add_argument("dataset", choices=["ade20k"])
     parser.add_argument("--root", default="data/ade", help="folder for the zip and the dataset")

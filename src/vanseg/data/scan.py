@@ -32,8 +32,6 @@ from PIL import Image
 
 from vanseg.data.ade20k import (
     INDEX_MODES,
-    DatasetError,
-    DatasetNotFoundError,
     duplicates_message,
     load_image,
     load_label,
@@ -43,7 +41,7 @@ from vanseg.data.ade20k import (
 )
 from vanseg.data.classes import IGNORE_INDEX
 from vanseg.data.image_io import exif_orientation, image_kind, jpeg_damage
-from vanseg.errors import ConfigError
+from vanseg.errors import ConfigError, DatasetError, InputNotFoundError
 
 __all__ = ["VERIFY_MODES", "PairResult", "ScanReport", "check_verify_mode", "probe_pair", "scan"]
 
@@ -258,7 +256,7 @@ def scan(
             pairs, no_label, no_image, duplicates = scan_split(
                 root, split, image_suffixes, label_suffix
             )
-        except DatasetNotFoundError as err:
+        except InputNotFoundError as err:
             report.problems.append(str(err))
             continue
         report.pairs[split] = len(pairs)

@@ -19,16 +19,15 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from vanseg.errors import VansegError
+from vanseg.errors import OutputExistsError
 from vanseg.evaluation.confusion_plot import save_confusion_png
-from vanseg.evaluation.inference import InferenceProtocol
 from vanseg.evaluation.metrics import round_results
-from vanseg.utils.atomic import write_atomic
+from vanseg.inference.passes import InferenceProtocol
+from vanseg.utils.atomic import refuse_existing, write_atomic
 
 __all__ = [
     "RESULT_FILES",
     "EvalResult",
-    "OutputExistsError",
     "check_output",
     "per_class_rows",
     "print_results",
@@ -38,10 +37,6 @@ __all__ = [
 
 #: Files an evaluation writes; an output folder holding any of them is not overwritten silently.
 RESULT_FILES = ("metrics.json", "per_class.csv", "confusion.npy", "confusion.png")
-
-
-class OutputExistsError(VansegError, RuntimeError):
-    """The output folder already holds results and ``overwrite`` was not given."""
 
 
 @dataclass
@@ -61,12 +56,7 @@ class EvalResult:
 
 def check_output(output: Path, overwrite: bool, files: tuple[str, ...] = RESULT_FILES) -> None:
     """Refuse an output folder that already holds results, unless ``overwrite``."""
-    existing = [name for name in files if (output / name).exists()]
-    if existing and not overwrite:
-        raise OutputExistsError(
-            f"output folder {output} already holds results ({', '.join(existing)}); pass "
-            "overwrite=true to replace them, or choose another output=<folder>"
-        )
+    refuse_existing([output / name for name in files], overwrite, instead="another output=<folder>")
 
 
 def _nan_to_none(value: float) -> float | None:

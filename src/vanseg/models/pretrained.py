@@ -1,91 +1,21 @@
-"""Loading checkpoint files safely, and ImageNet-pretrained VAN weights into a backbone."""
+"""Loading a state dict into a module strictly, and ImageNet VAN weights into a backbone."""
 
 from __future__ import annotations
 
 import logging
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
-from vanseg.errors import InputNotFoundError, VansegError
+from vanseg.errors import CheckpointError, InputNotFoundError
 from vanseg.models.backbones.van import CLASSIFIER_PREFIX, checkpoint_filter_fn
-from vanseg.models.ckpt_check import Damage, diagnose, disallowed_globals
+from vanseg.utils.safe_load import load_file, unwrap_state_dict
 
-__all__ = ["load_file", "load_pretrained_backbone", "CheckpointError", "unwrap_state_dict"]
+__all__ = ["check_and_load", "load_pretrained_backbone"]
 
 log = logging.getLogger(__name__)
-
-
-class CheckpointError(VansegError, RuntimeError):
-    """A checkpoint file cannot be read or does not fit the model."""
-
-
-def load_file(
-    path: str | Path, unsafe_load: bool = False, option: str = "unsafe_load", mmap: bool = False
-) -> Any:
-    """``torch.load`` on the CPU with ``weights_only=True`` unless explicitly allowed.
-
-    Args:
-        path: File to read.
-        unsafe_load: Allow full unpickling (runs code stored in the file: trusted files only).
-        option: Name of the user-facing switch, quoted in the error message.
-        mmap: Map the tensors instead of reading them (for a quick look at large files).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputNotFoundError(f"checkpoint file not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=not unsafe_load, mmap=mmap)
-    except Exception as err:  # torch raises EOFError, RuntimeError, UnpicklingError, KeyError...
-        raise _explain(path, err, unsafe_load, option) from err
-
-
-def _explain(path: Path, err: Exception, unsafe_load: bool, option: str) -> CheckpointError:
-    """One line naming the file and what is wrong with it (see `vanseg.models.ckpt_check`)."""
-    damage = diagnose(path)
-    cause = (str(err).strip().splitlines() or [type(err).__name__])[0]
-    if damage is None and not unsafe_load and isinstance(err, pickle.UnpicklingError):
-        found = disallowed_globals(str(err))
-        switch = f"pass {option}" if option.startswith("--") else f"set {option}=true"
-        return CheckpointError(
-            f"{path} {Damage.OBJECTS.value}"
-            + (f" ({', '.join(found)})" if found else "")
-            + ", so torch.load(weights_only=True) refused it; unpickling such a file can run "
-            f"arbitrary code. If you trust its source, {switch} to load it fully "
-            "(timm training checkpoints, for example, carry an argparse.Namespace)."
-        )
-    if damage is None:
-        return CheckpointError(
-            f"{path} {Damage.UNREADABLE.value} ({type(err).__name__}: {cause}); was it written "
-            "by torch.save?"
-        )
-    size = path.stat().st_size
-    what = f"{path} {damage.value}" + ("" if damage is Damage.EMPTY else f" ({size} bytes)")
-    return CheckpointError(
-        f"{what}; it was probably cut short while being written or copied. Copy or download "
-        "it again, or use another checkpoint."
-        if damage in (Damage.EMPTY, Damage.TRUNCATED)
-        else f"{what}; pass a file written by train.py, vanseg.save_model or torch.save."
-    )
-
-
-def unwrap_state_dict(obj: Any, path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensor dict of a checkpoint: under ``state_dict`` or ``model``, or the object."""
-    if isinstance(obj, Mapping):
-        for key in ("state_dict", "model"):
-            if key in obj and isinstance(obj[key], Mapping):
-                obj = obj[key]
-                break
-    if not isinstance(obj, Mapping) or not all(torch.is_tensor(v) for v in obj.values()):
-        raise CheckpointError(
-            f"{path}: expected a state dict of tensors (optionally under 'state_dict'), "
-            f"got {type(obj).__name__}"
-        )
-    return dict(obj)
 
 
 def _few(items: list[str], shown: int = 3) -> str:

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vanseg.models.layers.winograd import TILE_SIZES, WinogradConv2d
-from vanseg.optimize import max_relative_difference
+from vanseg.accel.optimize import max_relative_difference
+from vanseg.accel.winograd import TILE_SIZES, WinogradConv2d
 from vanseg.utils.cli import user_errors
 
 __all__ = ["SHAPES", "ConvShape", "bench_shape", "main"]

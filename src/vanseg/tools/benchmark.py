@@ -16,7 +16,7 @@ the peak memory of one extra call (CUDA allocator peak above the memory in use b
 CPU the peak rise of the resident size, sampled every millisecond) and the largest logit
 difference from the plain model, relative to its largest logit (same NMF seed). Below the table,
 the kernels each configuration ran: fused oneDNN ops or the plain ops standing in where this CPU
-lacks them (:mod:`vanseg.models.layers.kernels`), Winograd tiles, phase-split dilated convs.
+lacks them (:mod:`vanseg.accel.kernels`), Winograd tiles, phase-split dilated convs.
 """
 
 from __future__ import annotations
@@ -38,15 +38,15 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from vanseg.api import build_model_from_config
-from vanseg.models.layers import kernels
+from vanseg.accel import kernels
+from vanseg.accel.optimize import PRECISIONS, max_relative_difference, optimize
+from vanseg.config.compose import NO_PRETRAINED, compose_config, model_config
+from vanseg.models.build import build_model_from_config
 from vanseg.models.segmentor import Segmentor
-from vanseg.optimize import PRECISIONS, max_relative_difference, optimize
 from vanseg.training.module import banded_loss_default, loss_terms
 from vanseg.training.optim import optimizer_options
 from vanseg.utils.atomic import atomic_write_text
 from vanseg.utils.cli import split_overrides, user_errors
-from vanseg.utils.config import NO_PRETRAINED, compose_config, model_config
 
 __all__ = ["compare", "inference_configs", "training_configs", "benchmark", "main"]
 

@@ -102,8 +102,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
     """Parse ``key=value`` options and Hydra overrides, write the grid, return its path."""
     from hydra.utils import instantiate
 
+    from vanseg.config.compose import compose_config
     from vanseg.data.sampler import InfiniteSampler
-    from vanseg.utils.config import compose_config
 
     parser = tool_parser(PROG, __doc__)
     _, args = split_overrides(parser, argv)

@@ -18,12 +18,15 @@ from pathlib import Path
 
 import torch
 
-from vanseg.api import build_model_from_config, save_model
+from vanseg.checkpoint.file import save_model
+from vanseg.config.compose import NO_PRETRAINED, compose_config, model_config
+from vanseg.errors import CheckpointError
 from vanseg.models.backbones.van import checkpoint_filter_fn
-from vanseg.models.pretrained import CheckpointError, check_and_load, load_file
+from vanseg.models.build import build_model_from_config
+from vanseg.models.pretrained import check_and_load
 from vanseg.utils.atomic import check_destination
 from vanseg.utils.cli import split_overrides, tool_parser, user_errors
-from vanseg.utils.config import NO_PRETRAINED, compose_config, model_config
+from vanseg.utils.safe_load import load_file
 
 __all__ = ["convert_state_dict", "convert"]
 

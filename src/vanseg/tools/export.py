@@ -9,7 +9,7 @@ is about ONNX.
 
 Options are in ``conf/export.yaml``. The graph is the Segmentor's forward: input ``images``,
 float32 ``(B, 3, H, W)`` normalised with the ImageNet mean/std in RGB order (the resize and
-normalisation of `vanseg.evaluation.inference` stay outside the graph); output ``logits``,
+normalisation of `vanseg.inference.passes` stay outside the graph); output ``logits``,
 ``(B, K, H, W)`` at the input size. The model's metadata (``metadata_props``) records the
 class count, mean, std and the NMF seed.
 
@@ -24,7 +24,7 @@ B > 1 with ``eval_seed``, image i gets the i-th slice of one ``(B, D, R)`` draw 
 After exporting, onnxruntime and PyTorch run the same random inputs at every ``check_sizes``
 entry (with ``dynamic``, at least two sizes); the tool prints the largest absolute logit
 difference and fails if it exceeds ``atol``. With ``fold=true`` (default) the exported graph is
-:func:`vanseg.optimize.fold_model` of the checkpoint (eval BatchNorms and layer scales folded
+:func:`vanseg.accel.optimize.fold_model` of the checkpoint (eval BatchNorms and layer scales folded
 into the convolutions) and the check compares it with the unfolded PyTorch model.
 
 Known limit: UperNet's pyramid pooling uses adaptive average pooling to 2, 3 and 6 bins, which
@@ -49,14 +49,13 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from vanseg.errors import VansegError
-from vanseg.evaluation.inference import IMAGENET_MEAN, IMAGENET_STD
+from vanseg.errors import ConfigError, VansegError
+from vanseg.inference.passes import IMAGENET_MEAN, IMAGENET_STD
 from vanseg.models.layers.matrix_decomposition import NMF2D
 from vanseg.utils.atomic import atomic_path, check_destination
 from vanseg.utils.cli import split_overrides, user_errors
 
 __all__ = [
-    "ExportError",
     "check_onnx",
     "compare_onnx",
     "export_onnx",
@@ -67,16 +66,12 @@ __all__ = [
 ]
 
 
-class ExportError(VansegError, RuntimeError):
-    """The model cannot be exported as asked, or the exported graph does not match PyTorch."""
-
-
 def _require(name: str) -> Any:
     """Import an optional dependency of the export, with the install command on failure."""
     try:
         return importlib.import_module(name)
     except ImportError as err:
-        raise ExportError(
+        raise ConfigError(
             f"{name} is not installed; ONNX export needs the onnx extra: pip install -e '.[onnx]'"
         ) from err
 
@@ -138,7 +133,7 @@ def _check_exportable(model: nn.Module, dynamic: bool) -> None:
         if isinstance(m, nn.AdaptiveAvgPool2d) and m.output_size not in (1, (1, 1))
     ]
     if dynamic and pools:
-        raise ExportError(
+        raise ConfigError(
             f"the model uses adaptive average pooling to {[p.output_size for p in pools]} bins "
             "(UperNet's pyramid pooling), which ONNX cannot express for dynamic input sizes; "
             "export with dynamic=false (fixed at check_sizes[0])"
@@ -237,10 +232,10 @@ def compare_onnx(
 
 
 def raise_if_mismatch(rows: list[dict[str, Any]], path: str | Path, atol: float) -> None:
-    """Raise :class:`ExportError` naming every size whose difference exceeds ``atol``."""
+    """Raise :class:`ConfigError` naming every size whose difference exceeds ``atol``."""
     bad = [row for row in rows if not row["max_abs_diff"] <= atol]
     if bad:
-        raise ExportError(
+        raise ConfigError(
             f"{path}: onnxruntime differs from PyTorch by more than atol={atol:g} at "
             + ", ".join(f"{r['size'][0]}x{r['size'][1]} ({r['max_abs_diff']:.3g})" for r in bad)
             + ". The graph is wrong for these sizes (often a size frozen during tracing)."
@@ -280,10 +275,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _, overrides = split_overrides(parser, argv)
-    from vanseg.api import load_model
-    from vanseg.optimize import fold_model
-    from vanseg.trust import apply_trusted_targets
-    from vanseg.utils.config import compose_config
+    from vanseg.accel.optimize import fold_model
+    from vanseg.checkpoint.file import load_model
+    from vanseg.config.compose import compose_config
+    from vanseg.config.trust import apply_trusted_targets
 
     cfg = compose_config(overrides, config_name="export")
     apply_trusted_targets(cfg)
@@ -303,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     check_destination(output, overwrite=opts["overwrite"], sources=[ckpt])
 
     model = load_model(ckpt, unsafe_load=opts["unsafe_load"])
-    # The folded copy (vanseg.optimize.fold_model) has no BatchNorm or layer-scale nodes; the
+    # The folded copy (vanseg.accel.optimize.fold_model) has no BatchNorm or layer-scale nodes; the
     # check below compares onnxruntime with the unfolded PyTorch model.
     graph = fold_model(model) if opts["fold"] else model
     start = time.perf_counter()
@@ -323,7 +318,6 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
 
 def _export_safetensors(opts: dict[str, Any], parser: argparse.ArgumentParser) -> None:
     """``format=safetensors``: see `vanseg.tools.export_safetensors`."""
-    from vanseg.errors import VansegError
     from vanseg.tools.export_safetensors import export_safetensors
 
     try:

@@ -1,7 +1,7 @@
 """``python -m vanseg.tools.export ckpt_path=... format=safetensors``: a shareable weights folder.
 
-Writes ``model.safetensors`` and ``config.json`` (`vanseg.hub.save_pretrained`) from a vanseg
-checkpoint, then reads the file back and checks that every tensor equals the checkpoint's.
+Writes ``model.safetensors`` and ``config.json`` from a vanseg checkpoint with
+`vanseg.checkpoint.hub.save_pretrained`, which reads the weights back and checks every tensor.
 Load the folder with ``vanseg.from_pretrained(folder)`` or
 ``vanseg.Segmenter.from_pretrained(folder)``; upload it to the Hub as a model repository to
 load it by id.
@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from vanseg.evaluation.checkpoint import load_checkpoint
-from vanseg.hub import WEIGHTS_NAME, PretrainedError, save_pretrained
+from vanseg.checkpoint.file import load_checkpoint
+from vanseg.checkpoint.hub import save_pretrained
 
 __all__ = ["default_output", "export_safetensors"]
 
@@ -34,21 +32,10 @@ def export_safetensors(
     """Export a checkpoint to a folder and verify the stored tensors; returns the folder.
 
     Raises:
-        CheckpointInputError: The checkpoint is missing or has no model config.
-        PretrainedError: The folder already holds an export (without ``overwrite``), or the
-            tensors read back differ from the checkpoint's.
+        InputNotFoundError: No such checkpoint.
+        CheckpointError: The checkpoint has no model config, or the tensors read back differ.
+        OutputExistsError: The folder already holds an export (without ``overwrite``).
     """
-    from safetensors.torch import load_file
-
     loaded = load_checkpoint(ckpt_path, unsafe_load)
     folder = Path(output) if output else default_output(ckpt_path)
-    save_pretrained(loaded.model, loaded.meta, folder, overwrite=overwrite)
-    stored = load_file(str(folder / WEIGHTS_NAME))
-    state = loaded.model.state_dict()
-    differing = [k for k in state if k not in stored or not torch.equal(stored[k], state[k])]
-    if differing or len(stored) != len(state):
-        raise PretrainedError(
-            f"{folder / WEIGHTS_NAME} does not hold the checkpoint's tensors "
-            f"({len(differing)} differ or are missing, e.g. {differing[:3]}); export again"
-        )
-    return folder
+    return save_pretrained(loaded.model, loaded.meta, folder, overwrite=overwrite)

@@ -23,10 +23,10 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from vanseg.api import build_model_from_config
+from vanseg.config.compose import NO_PRETRAINED, compose_config, model_config
+from vanseg.models.build import build_model_from_config
 from vanseg.utils.atomic import atomic_write_text
 from vanseg.utils.cli import split_overrides, tool_parser, user_errors
-from vanseg.utils.config import NO_PRETRAINED, compose_config, model_config
 
 __all__ = ["Complexity", "PUBLISHED", "count_params", "count_macs", "measure"]
 

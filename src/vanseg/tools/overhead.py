@@ -22,11 +22,11 @@ import torch
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader, Dataset
 
-from vanseg.api import build_model_from_config
+from vanseg.config.compose import NO_PRETRAINED, compose_config, model_config
+from vanseg.models.build import build_model_from_config
 from vanseg.training.module import SegmentationModule, banded_loss_default, segmentation_loss
 from vanseg.training.optim import build_optimizer
 from vanseg.utils.cli import split_overrides, user_errors
-from vanseg.utils.config import NO_PRETRAINED, compose_config, model_config
 
 __all__ = ["plain_step_times", "lightning_step_times"]
 

@@ -25,11 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vanseg.errors import USER_ERROR_EXIT, VansegError
+from vanseg.errors import USER_ERROR_EXIT, ConfigError
 
 __all__ = [
     "PANELS",
-    "PlotLogsError",
     "RunCurves",
     "find_runs",
     "read_metrics",
@@ -48,10 +47,6 @@ PANELS: tuple[tuple[str, str], ...] = (
 
 #: Where the CSV logger puts its file inside a run folder (conf/logger/csv.yaml).
 METRICS_FILE = Path("csv") / "metrics.csv"
-
-
-class PlotLogsError(VansegError):
-    """A run folder without logs, an unreadable log, or an output that would be overwritten."""
 
 
 @dataclass
@@ -74,9 +69,9 @@ def read_metrics(path: Path, keys: Sequence[str] = tuple(k for k, _ in PANELS)) 
         with path.open(newline="") as f:
             rows = list(csv.DictReader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise PlotLogsError(f"cannot read the training log {path}: {err}") from err
+        raise ConfigError(f"cannot read the training log {path}: {err}") from err
     if not rows or "step" not in rows[0]:
-        raise PlotLogsError(f"{path} is not a Lightning metrics.csv (no 'step' column)")
+        raise ConfigError(f"{path} is not a Lightning metrics.csv (no 'step' column)")
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for key in keys:
         by_step: dict[int, float] = {}
@@ -87,7 +82,7 @@ def read_metrics(path: Path, keys: Sequence[str] = tuple(k for k, _ in PANELS)) 
             try:
                 by_step[int(row["step"])] = float(cell)
             except ValueError as err:
-                raise PlotLogsError(
+                raise ConfigError(
                     f"{path} line {line}: {key}={cell!r}, step={row['step']!r} is not a number"
                 ) from err
         if by_step:
@@ -117,10 +112,10 @@ def find_runs(paths: Sequence[str | Path]) -> list[RunCurves]:
     for given in paths:
         root = Path(given)
         if not root.is_dir():
-            raise PlotLogsError(f"run folder {root} does not exist (or is not a folder)")
+            raise ConfigError(f"run folder {root} does not exist (or is not a folder)")
         files = sorted(root.rglob(str(METRICS_FILE)))
         if not files:
-            raise PlotLogsError(
+            raise ConfigError(
                 f"no {METRICS_FILE} under {root}. plot_logs reads the CSV logger's file: train "
                 "with logger=csv (the default) or logger=csv_tensorboard."
             )
@@ -175,7 +170,7 @@ def save_figure(fig, path: str | Path, overwrite: bool = False, dpi: int = 100) 
     unless ``overwrite``."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise PlotLogsError(f"{path} exists; pass --overwrite to replace it, or choose -o PATH")
+        raise ConfigError(f"{path} exists; pass --overwrite to replace it, or choose -o PATH")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -217,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     try:
         runs = find_runs(args.run_dirs)
         path = save_figure(plot_runs(runs, args.title), output, overwrite=args.overwrite)
-    except PlotLogsError as err:
+    except ConfigError as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         raise SystemExit(USER_ERROR_EXIT) from err
     print(f"{len(runs)} run(s) -> {path}")

@@ -17,9 +17,10 @@ from typing import Any
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from vanseg.models.pretrained import CheckpointError, load_file
+from vanseg.checkpoint.file import read_checkpoint, stored_step
+from vanseg.errors import CheckpointError
 
-__all__ = ["BestCheckpoint", "keep_finite_checkpoint", "checkpoint_step"]
+__all__ = ["BestCheckpoint", "keep_finite_checkpoint"]
 
 log = logging.getLogger("vanseg")
 
@@ -84,7 +85,7 @@ class BestCheckpoint(ModelCheckpoint):
 def _saved_best_score(path: Path, max_step: int | None) -> torch.Tensor | None:
     """The monitored score a best checkpoint was saved with (None: unreadable, or later)."""
     try:
-        ckpt = load_file(path, mmap=True)
+        ckpt = read_checkpoint(path, mmap=True)
         if max_step is not None and int(ckpt.get("global_step", 0)) > max_step:
             return None
         for state in (ckpt.get("callbacks") or {}).values():
@@ -99,14 +100,9 @@ def _saved_best_score(path: Path, max_step: int | None) -> torch.Tensor | None:
     return None
 
 
-def checkpoint_step(path: Path) -> int:
-    """The ``global_step`` stored in a Lightning checkpoint (read with ``weights_only=True``)."""
-    return int(load_file(path, mmap=True)["global_step"])
-
-
 def _step_if_finite(path: Path) -> tuple[int, bool]:
     """``(global_step, all float weights finite)`` of a checkpoint, read once and safely."""
-    ckpt = load_file(path, mmap=True)
+    ckpt = read_checkpoint(path, mmap=True)
     finite = all(
         torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point()
     )
@@ -154,7 +150,7 @@ def keep_finite_checkpoint(ckpt_dir: Path, bad_step: int) -> Path | None:
         return None
     step, best = max(good, key=lambda sp: (sp[0], sp[1].name != "last.ckpt"))
     last = ckpt_dir / "last.ckpt"
-    if best != last and not (last.is_file() and checkpoint_step(last) == step):
+    if best != last and not (last.is_file() and stored_step(last) == step):
         tmp = last.with_name(".last.ckpt.tmp")
         tmp.write_bytes(best.read_bytes())
         os.replace(tmp, last)

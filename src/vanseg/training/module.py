@@ -12,13 +12,14 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from vanseg.accel.banded_loss import banded_cross_entropy
+from vanseg.checkpoint.file import CKPT_KEY, make_entry
 from vanseg.data.classes import IGNORE_INDEX
 from vanseg.errors import VansegError
-from vanseg.evaluation.inference import predict_probs_tensor
 from vanseg.evaluation.metrics import SegmentationMetrics
+from vanseg.inference.passes import predict_probs_tensor
 from vanseg.models.heads.base import resize
 from vanseg.models.segmentor import Segmentor
-from vanseg.training.banded_loss import banded_cross_entropy
 from vanseg.training.optim import OPTIMIZER_IMPLS, build_optimizer
 
 __all__ = [
@@ -55,7 +56,7 @@ def segmentation_loss(
         average: ``"all_pixels"`` divides by every pixel, ignored ones included, as the
             original does (docs/reference.md §3.9); ``"valid_pixels"`` by the labelled ones only.
         banded: Compute it in bands of output rows without materialising the resized logits
-            (:func:`vanseg.training.banded_loss.banded_cross_entropy`; same value up to float
+            (:func:`vanseg.accel.banded_loss.banded_cross_entropy`; same value up to float
             rounding, much less memory traffic on CPU).
     """
     if average not in LOSS_AVERAGES:
@@ -329,12 +330,9 @@ class SegmentationModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["vanseg"] = {
-            "format": 1,
-            "model": self.run_config.get("model"),
-            "config": self.run_config,
-            "wandb_run_id": self.wandb_run_id,
-        }
+        checkpoint[CKPT_KEY] = make_entry(
+            self.run_config.get("model"), config=self.run_config, wandb_run_id=self.wandb_run_id
+        )
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.wandb_run_id = checkpoint.get("vanseg", {}).get("wandb_run_id")
+        self.wandb_run_id = checkpoint.get(CKPT_KEY, {}).get("wandb_run_id")

@@ -1,20 +1,21 @@
-"""Finding the checkpoint that ``ckpt_path=last`` resumes from.
+"""Resuming: which checkpoint ``ckpt_path`` names, and whether this run may continue it.
 
 The newest checkpoint can be damaged (a copy cut short, a full disk). Rather than stopping on
 it, the newest *intact* one is used and each skipped file is named in a warning
-(`vanseg.models.ckpt_check.is_intact`: readable zip archive, every CRC correct).
+(`vanseg.utils.safe_load.is_intact`: readable zip archive, every CRC correct).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from vanseg.models.ckpt_check import diagnose, is_intact
-from vanseg.models.pretrained import CheckpointError
-from vanseg.training.checkpointing import checkpoint_step
+from vanseg.checkpoint.file import read_checkpoint, read_entry, require_file, stored_step
+from vanseg.errors import CheckpointError, InputNotFoundError
+from vanseg.utils.safe_load import diagnose, is_intact
 
 __all__ = [
     "RESUME_POLICY",
@@ -22,6 +23,8 @@ __all__ = [
     "checkpoints_newest_first",
     "newest_intact_checkpoint",
     "remove_partial_writes",
+    "resolve_ckpt_path",
+    "resume_entry",
 ]
 
 log = logging.getLogger("vanseg")
@@ -70,7 +73,7 @@ def newest_intact_checkpoint(candidates: Iterable[Path], what: str = "ckpt_path=
             reason = damage.value if damage is not None else "is empty (0 bytes)"
         else:
             try:
-                found.append((checkpoint_step(path), path))
+                found.append((stored_step(path), path))
             except (KeyError, TypeError, ValueError):
                 found.append((-1, path))  # no step stored: a last resort
             except CheckpointError as err:
@@ -170,3 +173,66 @@ def check_recipe_changes(stored: Mapping[str, Any], current: Mapping[str, Any], 
             + "; ".join(refused)
             + ". Start a new run from its weights instead, or resume with the old values"
         )
+
+
+def resolve_ckpt_path(
+    ckpt_path: str | None, output_dir: str | Path, runs_dir: str | Path
+) -> str | None:
+    """``last`` -> the newest intact checkpoint of this run folder, else of the same task.
+
+    Args:
+        ckpt_path: The ``ckpt_path`` option: ``None``, a file, or ``last``.
+        output_dir: This run's folder (``paths.output_dir``).
+        runs_dir: The folder of the task's earlier runs (``<log_dir>/<task_name>/runs``).
+    """
+    if ckpt_path in (None, ""):
+        return None
+    if ckpt_path != "last":
+        return str(require_file(ckpt_path))
+    here = Path(output_dir) / "checkpoints"
+    runs = Path(runs_dir)
+    candidates = checkpoints_newest_first([here])
+    if not candidates:  # a new run folder: the newest checkpoints of earlier runs of this task
+        candidates = checkpoints_newest_first(sorted(runs.glob("*/checkpoints")))
+    if not candidates:
+        raise InputNotFoundError(f"ckpt_path=last: no checkpoint in {here} or under {runs}")
+    return str(newest_intact_checkpoint(candidates))
+
+
+def _essentials(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: model_cfg.get(k) for k in ("neck", "head", "aux_head")}
+    backbone = model_cfg.get("backbone") or {}
+    out["backbone"] = {k: v for k, v in backbone.items() if k != "pretrained"}
+    return out
+
+
+def resume_entry(
+    path: str, model_cfg: Mapping[str, Any], run_config: Mapping[str, Any]
+) -> tuple[dict[str, Any], int]:
+    """The vanseg entry and step of the checkpoint to resume, read once, after the checks.
+
+    The stored model config must equal the one being trained (``backbone.pretrained`` aside);
+    other changed options are applied, refused or warned about (:func:`check_recipe_changes`).
+
+    Args:
+        path: The checkpoint.
+        model_cfg: The model config of this run.
+        run_config: This run's resolved config (plain containers).
+
+    Raises:
+        CheckpointError: Not a vanseg checkpoint, or one of a different model.
+        ConfigError: A changed option that a resume cannot honour.
+    """
+    ckpt = read_checkpoint(path, mmap=True)
+    entry = read_entry(ckpt, path)  # the model config through the gate (vanseg.config.trust)
+    stored, current = _essentials(entry["model"]), _essentials(model_cfg)
+    if stored != current:
+        diff = [k for k in ("backbone", "neck", "head", "aux_head") if stored[k] != current[k]]
+        raise CheckpointError(
+            f"ckpt_path={path} holds a different model: {', '.join(diff)} differ.\n"
+            f"checkpoint: {json.dumps({k: stored[k] for k in diff})}\n"
+            f"this run:   {json.dumps({k: current[k] for k in diff})}"
+        )
+    if isinstance(entry.get("config"), Mapping):
+        check_recipe_changes(entry["config"], run_config, path)
+    return entry, int(ckpt.get("global_step", 0))

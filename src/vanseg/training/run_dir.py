@@ -1,7 +1,6 @@
 """Run folders that never collide: a fresh folder per run, and no writing into another run.
 
-* The ``vanseg.fresh_dir`` resolver (used by ``conf/hydra/default.yaml``) creates the run folder
-  exclusively: two runs started in the same second get ``<time>`` and ``<time>_1``.
+* The ``vanseg.fresh_dir`` resolver (`vanseg.config.resolvers`) creates each run folder.
 * :class:`RunDirGuard` (a Hydra callback) refuses an explicit ``hydra.run.dir`` that already
   holds a run, before Hydra writes anything there, unless ``ckpt_path`` resumes that very run;
   then the run continues in place and Hydra's files go to a new ``.hydra/resume_<n>`` folder.
@@ -23,46 +22,14 @@ from vanseg.utils.distributed import launcher_is_rank_zero
 
 __all__ = [
     "check_run_folder",
-    "fresh_dir",
     "holds_run",
     "resumes_run",
     "RunDirGuard",
-    "register_resolver",
     "write_results",
 ]
 
 #: Files and folders that mark a folder as some run's output.
 RUN_MARKERS = (".hydra", "checkpoints", "results.json", "csv", "tensorboard", "wandb")
-
-_made: dict[str, str] = {}
-
-
-def fresh_dir(base: str) -> str:
-    """Create and return ``base``, or ``base_1``, ``base_2``, ... if it exists (race-free).
-
-    The same ``base`` gives the same folder for the rest of the process (Hydra resolves the
-    run folder more than once).
-    """
-    if base in _made:
-        return _made[base]
-    if not launcher_is_rank_zero():  # srun/torchrun ranks > 0 join rank 0's folder
-        return base
-    Path(base).parent.mkdir(parents=True, exist_ok=True)
-    for n in range(10_000):
-        candidate = base if n == 0 else f"{base}_{n}"
-        try:
-            os.mkdir(candidate)  # atomic: exactly one process creates it
-        except FileExistsError:
-            continue
-        _made[base] = candidate
-        return candidate
-    raise RuntimeError(f"no free run folder name after {base}_9999")
-
-
-def register_resolver() -> None:
-    """Register ``${vanseg.fresh_dir:<path>}`` with OmegaConf (idempotent)."""
-    if not OmegaConf.has_resolver("vanseg.fresh_dir"):
-        OmegaConf.register_new_resolver("vanseg.fresh_dir", fresh_dir, use_cache=True)
 
 
 def holds_run(folder: Path) -> bool:

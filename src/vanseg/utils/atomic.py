@@ -13,26 +13,49 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from vanseg.errors import VansegError
+from vanseg.errors import OutputExistsError
 
 __all__ = [
     "write_atomic",
-    "OutputExistsError",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
     "check_destination",
+    "refuse_existing",
 ]
-
-
-class OutputExistsError(VansegError, FileExistsError):
-    """The destination exists (and overwriting was not asked for) or is an input file."""
 
 
 def _same_file(a: Path, b: Path) -> bool:
     if a.exists() and b.exists():
         return os.path.samefile(a, b)
     return a.resolve() == b.resolve()
+
+
+def refuse_existing(
+    paths: Iterable[str | Path],
+    overwrite: bool = False,
+    option: str = "overwrite=true",
+    instead: str = "choose another output folder",
+) -> None:
+    """The one "refuse to overwrite" rule: existing ``paths`` need ``overwrite``.
+
+    Args:
+        paths: Files (or folders) about to be written.
+        overwrite: The user asked to replace them.
+        option: How the user asks for overwriting, quoted in the message.
+        instead: The other way out, quoted in the message.
+
+    Raises:
+        OutputExistsError: Some exist and ``overwrite`` is false; the message names them.
+    """
+    if overwrite:
+        return
+    existing = [str(p) for p in paths if Path(p).exists()]
+    if existing:
+        more = f" and {len(existing) - 5} more" if len(existing) > 5 else ""
+        shown = ", ".join(existing[:5]) + more
+        verb = "exists" if len(existing) == 1 else "exist"
+        raise OutputExistsError(f"{shown} already {verb}; pass {option} to replace, or {instead}")
 
 
 def check_destination(
@@ -65,10 +88,7 @@ def check_destination(
             )
     if dst.is_dir():
         raise OutputExistsError(f"destination {dst} is a folder; give a file path")
-    if dst.exists() and not overwrite:
-        raise OutputExistsError(
-            f"{dst} exists; pass {option} to replace it, or choose another output path"
-        )
+    refuse_existing([dst], overwrite, option, "choose another output path")
     return dst
 
 

@@ -100,7 +100,7 @@ def refuse_bad_overrides(prog: str, config_name: str, argv: Sequence[str] | None
     status 1, like a crash. Here the same text ends the command with vanseg's prefix and exit
     status 2. Hydra's own flags (``-m``, ``--cfg``, ...) are left to Hydra.
     """
-    from vanseg.utils.config import compose_config
+    from vanseg.config.compose import compose_config
 
     args = list(sys.argv[1:] if argv is None else argv)
     if any(arg.startswith("-") for arg in args):

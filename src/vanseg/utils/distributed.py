@@ -8,7 +8,8 @@ while Hydra sets up run folders and logging.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
@@ -21,6 +22,10 @@ __all__ = [
     "launcher_is_rank_zero",
     "local_rank",
     "resolve_device",
+    "barrier",
+    "distributed",
+    "sum_over_ranks",
+    "worker_rank_overrides",
 ]
 
 
@@ -71,3 +76,50 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "cuda":  # under torchrun, one GPU per process
         return torch.device("cuda", local_rank())
     return torch.device(name)
+
+
+def barrier() -> None:
+    """``dist.barrier()`` when several processes run, else nothing."""
+    if get_world_size() > 1:
+        dist.barrier()
+
+
+@contextmanager
+def distributed(device: torch.device) -> Iterator[None]:
+    """Join the process group that ``torchrun`` describes (``WORLD_SIZE`` > 1), if not yet joined.
+
+    gloo on CPU, nccl on CUDA. The group is left again at the end if it was joined here.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    joined = False
+    if world_size > 1 and not (dist.is_available() and dist.is_initialized()):
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        joined = True
+    try:
+        yield
+    finally:
+        if joined:
+            dist.destroy_process_group()
+
+
+def worker_rank_overrides(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Hydra overrides that keep ranks > 0 of a ``torchrun`` launch from creating run folders.
+
+    Every rank runs ``@hydra.main``; without these, each would make its own timestamped run
+    folder and log file. Rank 0 keeps the normal run folder (the default output).
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get("RANK", "0") == "0":
+        return []
+    return ["hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=stdout"]
+
+
+def sum_over_ranks(value: int, device: torch.device) -> int:
+    """``value`` summed over all processes (itself when one runs)."""
+    if get_world_size() == 1:
+        return value
+    total = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.all_reduce(total)
+    return int(total.item())

@@ -29,27 +29,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.progress import track
 
-from vanseg.errors import VansegError
-from vanseg.evaluation.checkpoint import FROM_CHECKPOINT
-from vanseg.evaluation.protocol import InferenceProtocol
-from vanseg.evaluation.visualize import blend, colorize, palette_array, save_label
-from vanseg.segmenter import Segmenter, SegmenterError
-from vanseg.utils.atomic import write_atomic
+from vanseg.checkpoint.file import require_file
+from vanseg.config.trust import apply_trusted_targets
+from vanseg.errors import (
+    ConfigError,
+    DatasetError,
+    InputNotFoundError,
+    OutputExistsError,
+    VansegError,
+)
+from vanseg.inference.assemble import FROM_CHECKPOINT
+from vanseg.inference.protocol import InferenceProtocol
+from vanseg.segmenter import Segmenter
+from vanseg.utils.atomic import refuse_existing, write_atomic
 
 __all__ = [
     "IMAGE_EXTENSIONS",
-    "PredictError",
     "PredictReport",
-    "blend",
-    "colorize",
     "find_images",
-    "palette_array",
     "predict_images",
+    "predict_task",
     "run_predict",
-    "save_label",
 ]
 
 log = logging.getLogger(__name__)
@@ -57,10 +61,6 @@ log = logging.getLogger(__name__)
 #: Extensions (lower case) that a folder or glob input treats as images.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _SHOWN = 5
-
-
-class PredictError(VansegError, RuntimeError):
-    """Bad input, output or image for prediction; the message says what to change."""
 
 
 @dataclass
@@ -96,7 +96,7 @@ def find_images(spec: str | Path) -> tuple[list[Path], list[Path]]:
         not in :data:`IMAGE_EXTENSIONS` (a single file is always taken).
 
     Raises:
-        PredictError: Nothing matches, or the folder / glob holds no image.
+        ConfigError: Nothing matches, or the folder / glob holds no image.
     """
     text = str(spec)
     path = Path(text)
@@ -109,12 +109,12 @@ def find_images(spec: str | Path) -> tuple[list[Path], list[Path]]:
         files = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
         where = f"glob {text!r}"
     else:
-        raise PredictError(f"input {text} does not exist (give an image, a folder or a glob)")
+        raise ConfigError(f"input {text} does not exist (give an image, a folder or a glob)")
     images = [p for p in files if _is_image(p)]
     ignored = [p for p in files if not _is_image(p)]
     if not images:
         found = f"; it holds only {_shown(ignored)}" if ignored else ""
-        raise PredictError(
+        raise ConfigError(
             f"{where} holds no images with extensions {', '.join(IMAGE_EXTENSIONS)}{found}"
         )
     return images, ignored
@@ -126,7 +126,7 @@ def _targets(images: Sequence[Path], output: Path) -> dict[Path, tuple[Path, Pat
         by_stem.setdefault(path.stem, []).append(path)
     clashes = [p for paths in by_stem.values() if len(paths) > 1 for p in paths]
     if clashes:
-        raise PredictError(
+        raise ConfigError(
             f"several inputs share a file name and would write the same outputs: {_shown(clashes)}"
             "; predict them into separate output folders"
         )
@@ -144,7 +144,7 @@ def _check_output_folder(output: Path, images: Sequence[Path]) -> None:
     where = "is a file" if existing == output else f"lies under {existing}, a file"
     if existing.resolve() in {p.resolve() for p in images}:
         where += ", the input image itself" if existing == output else " (the input image)"
-    raise PredictError(
+    raise ConfigError(
         f"output={output} {where}; give a folder for labels/ and overlays/ (created if needed), "
         f"e.g. output={existing.parent / 'predictions'}"
     )
@@ -160,22 +160,17 @@ def _check_output(targets: dict[Path, tuple[Path, Path]], output: Path, overwrit
     sources = {p.resolve() for p in targets}
     clobbered = [t for pair in targets.values() for t in pair if t.resolve() in sources]
     if clobbered:
-        raise PredictError(
+        raise ConfigError(
             f"output={output} would write over input images ({_shown(clobbered)}); "
             "choose an output folder that holds no inputs"
         )
-    report = output / "report.json"
-    existing = [t for pair in targets.values() for t in pair if t.exists()]
-    if existing and not overwrite or report.exists() and not overwrite:
-        shown = existing + ([report] if report.exists() else [])
-        raise PredictError(
-            f"output folder {output} already holds results ({_shown(shown)}); "
-            "pass overwrite=true to replace them, or choose another output folder"
-        )
+    outputs = [t for pair in targets.values() for t in pair]
+    refuse_existing([*outputs, output / "report.json"], overwrite)
+    existing = [t for t in outputs if t.exists()]
     ours = _earlier_outputs(output)
     foreign = [t for t in existing if t.resolve() not in ours]
     if foreign:
-        raise PredictError(
+        raise OutputExistsError(
             f"{_shown(foreign)} exist but were not written by predict.py into {output} (not in "
             f"its report.json); overwrite=true replaces only earlier predictions, so choose "
             "another output folder"
@@ -212,12 +207,12 @@ class _OutputLock:
             except FileExistsError:
                 pid = self._owner()
                 if pid is None:  # not a lock this module wrote: never delete it
-                    raise PredictError(
+                    raise ConfigError(
                         f"{self.path} exists but is not a predict.py lock; remove it or choose "
                         "another output folder"
                     ) from None
                 if _alive(pid):
-                    raise PredictError(
+                    raise ConfigError(
                         f"another predict.py (process {pid}) is writing into "
                         f"{self.path.parent}; wait for it to finish or choose another output "
                         "folder"
@@ -228,7 +223,7 @@ class _OutputLock:
             with os.fdopen(fd, "w") as f:
                 f.write(str(os.getpid()))
             return self
-        raise PredictError(f"cannot lock {self.path.parent}: remove {self.path} and try again")
+        raise ConfigError(f"cannot lock {self.path.parent}: remove {self.path} and try again")
 
     def __exit__(self, *exc: object) -> None:
         self.path.unlink(missing_ok=True)
@@ -273,12 +268,12 @@ def predict_images(
         legend: Draw a legend of the classes present beside each overlay.
 
     Raises:
-        PredictError: Existing outputs without ``overwrite``, clashing names, an ``output``
+        ConfigError: Existing outputs without ``overwrite``, clashing names, an ``output``
             that is a file (the input image, say), or an unreadable image without
             ``skip_unreadable``.
     """
     if not 0.0 <= opacity <= 1.0:
-        raise PredictError(f"opacity={opacity} is outside [0, 1]")
+        raise ConfigError(f"opacity={opacity} is outside [0, 1]")
     output = Path(output)
     _check_output_folder(output, images)
     targets = _targets(images, output)
@@ -303,10 +298,10 @@ def _predict_locked(
     for path in track(images, description="Predicting", disable=not progress):
         try:
             result = segmenter.segment(path)
-        except SegmenterError as err:
+        except (DatasetError, InputNotFoundError) as err:
             if not skip_unreadable:
                 done = f" ({len(report.written)} images were written before it)"
-                raise PredictError(
+                raise DatasetError(
                     f"{err}{done if report.written else ''}. Fix or remove the file, or pass "
                     "skip_unreadable=true to skip such files and list them in the report"
                 ) from err
@@ -334,8 +329,8 @@ def run_predict(
     unsafe_load: bool = False,
     progress: bool = True,
     legend: bool = True,
-    precision: str = "fp32",
-    fast: bool = False,
+    precision: str | None = None,
+    fast: bool | None = None,
 ) -> PredictReport:
     """Load a checkpoint, predict the ``input`` images into ``output``, write ``report.json``.
 
@@ -345,7 +340,7 @@ def run_predict(
         output: Output folder.
         inference: ``inference`` options as in ``conf/predict.yaml``; ``"checkpoint"`` values
             (and missing keys) take the checkpoint's default test protocol, as ``eval.py``.
-            ``precision`` and ``fast`` in it select `vanseg.optimize.for_inference`.
+            ``precision`` and ``fast`` in it select `vanseg.accel.optimize.for_inference`.
         tta: ``None`` or ``"ms_flip"`` (``test.py --aug-test``).
         protocol: A ready protocol instead of ``inference``/``tta`` (the normalisation is
             then the protocol's own).
@@ -357,12 +352,11 @@ def run_predict(
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda:0"``, ...
         skip_unreadable, overwrite, progress, legend: See :func:`predict_images`.
         unsafe_load: Allow checkpoints that need full unpickling (trusted files only).
-        precision, fast: See `vanseg.Segmenter` (``inference.precision``/``fast`` win).
+        precision, fast: See `vanseg.Segmenter` (give each once: here or in ``inference``).
     """
     images, ignored = find_images(input)
     _check_output_folder(Path(output), images)  # before the checkpoint loads
-    if not Path(ckpt_path).is_file():
-        raise PredictError(f"checkpoint not found: ckpt_path={ckpt_path} (no such file)")
+    require_file(ckpt_path)  # before the checkpoint loads, as the images were checked
     segmenter = Segmenter.from_checkpoint(
         ckpt_path,
         unsafe_load=unsafe_load,
@@ -412,3 +406,19 @@ def _print_report(report: PredictReport, output: Path) -> None:
     if report.ignored:
         console.print(f"ignored {len(report.ignored)} files without an image extension:")
         console.print(f"  {_shown(report.ignored)}")
+
+
+def predict_task(cfg: DictConfig) -> PredictReport:
+    """``predict.py``: segment ``cfg.input`` into ``cfg.output`` as ``conf/predict.yaml`` says."""
+    apply_trusted_targets(cfg)
+    missing = [key for key in ("ckpt_path", "input", "output") if OmegaConf.is_missing(cfg, key)]
+    if missing:
+        raise ConfigError(f"missing {' '.join(k + '=...' for k in missing)}")
+    options = OmegaConf.to_container(cfg, resolve=True)
+    options.pop("trusted_targets", None)  # applied above
+    try:
+        return run_predict(**options)
+    except ValueError as err:  # option values (palette, opacity) checked by the library
+        if isinstance(err, VansegError):
+            raise
+        raise ConfigError(str(err)) from err

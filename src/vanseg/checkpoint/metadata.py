@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from vanseg.config.trust import check_data_config
 from vanseg.data.classes import (
     ADE20K_NUM_CLASSES,
     IGNORE_INDEX,
@@ -31,14 +32,11 @@ from vanseg.data.classes import (
     resolve_palette,
 )
 from vanseg.data.transforms import ADE20K_SCALE, IMAGENET_MEAN, IMAGENET_STD
-from vanseg.errors import VansegError
-from vanseg.evaluation.protocol import MS_RATIOS
-from vanseg.trust import check_data_config, check_model_config
+from vanseg.errors import CheckpointError
 
 __all__ = [
     "FAMILY_HEADS",
     "MS_RATIOS",
-    "MetadataError",
     "ModelMeta",
     "family_of",
     "family_protocol",
@@ -51,13 +49,11 @@ FAMILY_HEADS = {
     "UPerHead": "upernet",
     "FPNHead": "fpn",
 }
+#: ``img_ratios`` of ``ade20k_std.py`` (HamNet's test pipeline) and of ``test.py --aug-test``.
+MS_RATIOS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 #: ``ResizeToMultiple(size_divisor=32)`` of the ``ade20k.py`` test pipeline.
 ADE_TEST_SIZE_DIVISOR = 32
 _KEYS = ("backbone", "neck", "head", "aux_head")
-
-
-class MetadataError(VansegError):
-    """A checkpoint or config whose model description is missing or unusable."""
 
 
 def family_of(model_cfg: Mapping[str, Any]) -> str:
@@ -98,7 +94,7 @@ def family_protocol(
 def _num_classes(model_cfg: Mapping[str, Any]) -> int:
     head = model_cfg.get("head") or {}
     if "num_classes" not in head:
-        raise MetadataError(
+        raise CheckpointError(
             f"the model config's head ({head.get('_target_', '?')}) has no num_classes; "
             "the checkpoint's 'vanseg.model' entry is incomplete: convert or save it again"
         )
@@ -144,7 +140,7 @@ class ModelMeta:
 
     def __post_init__(self) -> None:
         if len(self.class_names) != self.num_classes or len(self.palette) != self.num_classes:
-            raise MetadataError(
+            raise CheckpointError(
                 f"{self.num_classes} classes but {len(self.class_names)} class names and "
                 f"{len(self.palette)} palette colours; give one name and colour per class"
             )
@@ -157,12 +153,12 @@ class ModelMeta:
         """From a model config and a (resolved) ``data`` config node; ``None``: ADE defaults."""
         model = {key: copy.deepcopy(model_cfg.get(key)) for key in _KEYS}
         if not model["backbone"] or not model["head"]:
-            raise MetadataError(f"the model config lacks a backbone or head: {sorted(model_cfg)}")
+            raise CheckpointError(f"the model config lacks a backbone or head: {sorted(model_cfg)}")
         num_classes = _num_classes(model)
         family = family_of(model)
         data = dict(data or {})
         if data.get("num_classes") is not None and int(data["num_classes"]) != num_classes:
-            raise MetadataError(
+            raise CheckpointError(
                 f"the model predicts {num_classes} classes but the data config "
                 f"'{data.get('name')}' has data.num_classes={data['num_classes']}"
             )
@@ -195,23 +191,18 @@ class ModelMeta:
         return cls.from_model_and_data(model_cfg, _node(cfg, "data"))
 
     @classmethod
-    def from_checkpoint(cls, ckpt: Mapping[str, Any], source: str = "checkpoint") -> ModelMeta:
-        """From a loaded vanseg checkpoint dict (its ``vanseg`` entry), through the gate for
-        stored configs (`vanseg.trust`).
+    def from_entry(cls, entry: Mapping[str, Any], source: str = "checkpoint") -> ModelMeta:
+        """From a checkpoint's vanseg entry as `vanseg.checkpoint.file.read_entry` returns it
+        (its model config has passed the gate); the stored ``data`` node passes it here.
 
         Raises:
-            UntrustedConfigError: The stored model or data config is not allowed.
-            MetadataError: The dict has no ``vanseg`` entry with a model config.
+            UntrustedConfigError: The stored data config is not allowed.
         """
-        meta = ckpt.get("vanseg") if isinstance(ckpt, Mapping) else None
-        if not isinstance(meta, Mapping) or not meta.get("model"):
-            raise MetadataError(f"{source} stores no vanseg model config ('vanseg' entry)")
-        model = check_model_config(meta["model"], source, "vanseg.model")
-        stored = meta.get("config")
+        stored = entry.get("config")
         data = stored.get("data") if isinstance(stored, Mapping) else None
         if data is not None:
             data = check_data_config(data, source, "vanseg.config.data")
-        return cls.from_model_and_data(model, data)
+        return cls.from_model_and_data(entry["model"], data)
 
     def with_data(self, data: Mapping[str, Any]) -> ModelMeta:
         """The same model described with another data config (e.g. ``eval.py data=...``)."""

@@ -12,7 +12,7 @@
 * :class:`RecycledResize`: the final logits resize written into a buffer that is reused once
   the caller has dropped every reference to the previous result.
 * :func:`linear_nhwc`, :func:`depthwise_gelu`: oneDNN's fused linear / conv + pointwise ops
-  (those inductor uses), for the VAN blocks on CPU (:class:`vanseg.optimize.FoldedBlock`).
+  (those inductor uses), for the VAN blocks on CPU (:class:`vanseg.accel.optimize.FoldedBlock`).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vanseg.accel import kernels
+from vanseg.accel.winograd import WinogradConv2d
 from vanseg.models.heads.upernet import UPerHead
-from vanseg.models.layers import kernels
-from vanseg.models.layers.winograd import WinogradConv2d
 
 __all__ = [
     "FastUPerHead",
@@ -208,7 +208,7 @@ def linear_nhwc(
 
     ``unary="gelu"`` gives ``gelu(x W^T + b)`` (exact erf GELU); ``binary="add"|"mul"`` gives
     ``(x W^T + b) op other``. Where this CPU has no fused kernel for the op in ``x``'s dtype
-    (:mod:`~vanseg.models.layers.kernels`), the same is computed with the plain ops.
+    (:mod:`~vanseg.accel.kernels`), the same is computed with the plain ops.
     """
     op = {None: "linear", "add": "linear+add", "mul": "linear*mul"}[binary]
     if binary is None and unary == "gelu":

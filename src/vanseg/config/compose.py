@@ -23,10 +23,9 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from vanseg.errors import ConfigError, VansegError
+from vanseg.errors import ConfigError, InputNotFoundError
 
 __all__ = [
-    "ConfigDirError",
     "config_dir",
     "hydra_config_path",
     "compose_config",
@@ -45,12 +44,8 @@ MODEL_KEYS = ("backbone", "neck", "head", "aux_head")
 #: The module that holds the installed configuration tree.
 PACKAGED_CONFIG = "vanseg.conf"
 
-#: The source checkout's ``conf/`` (``<repo>/src/vanseg/utils/config.py`` -> ``<repo>/conf``).
+#: The source checkout's ``conf/`` (``<repo>/src/vanseg/config/compose.py`` -> ``<repo>/conf``).
 _SOURCE_CONFIG = Path(__file__).resolve().parents[3] / "conf"
-
-
-class ConfigDirError(VansegError, FileNotFoundError):
-    """No usable configuration tree was found."""
 
 
 def _is_config_dir(path: Path) -> bool:
@@ -80,7 +75,7 @@ def config_dir() -> Path:
     if env:
         path = Path(env).expanduser().resolve()
         if not _is_config_dir(path):
-            raise ConfigDirError(
+            raise InputNotFoundError(
                 f"VANSEG_CONFIG_DIR={env} has no train.yaml. Point it at a vanseg conf/ folder, "
                 "or unset it to use the installed configuration."
             )
@@ -90,7 +85,7 @@ def config_dir() -> Path:
     packaged = _packaged_config_dir()
     if packaged is not None:
         return packaged
-    raise ConfigDirError(
+    raise InputNotFoundError(
         f"vanseg's configuration ({PACKAGED_CONFIG}) is not installed and no conf/ folder was "
         f"found at {_SOURCE_CONFIG}. Reinstall vanseg (`pip install vanseg-*.whl`, or "
         "`pip install -e .` in a clone), or point VANSEG_CONFIG_DIR at a conf/ folder."

@@ -15,7 +15,7 @@ from vanseg.utils.cli import JOB_ERROR_FILE
 
 __all__ = ["SweepSummary", "RESULT_FILE"]
 
-#: Written by every training job into its output folder (see vanseg.tasks).
+#: Written by every training job into its output folder (see vanseg.tasks.train).
 RESULT_FILE = "results.json"
 
 

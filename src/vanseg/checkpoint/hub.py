@@ -24,19 +24,22 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
-from vanseg.errors import VansegError
-from vanseg.evaluation.checkpoint import LoadedCheckpoint
-from vanseg.metadata import MetadataError, ModelMeta
-from vanseg.trust import check_model_config
-from vanseg.utils.atomic import write_atomic
+from vanseg._version import __version__
+from vanseg.checkpoint.file import LoadedCheckpoint
+from vanseg.checkpoint.metadata import ModelMeta
+from vanseg.config.trust import check_model_config
+from vanseg.errors import CheckpointError, ConfigError
+from vanseg.models.build import build_model_from_config
+from vanseg.models.pretrained import check_and_load
+from vanseg.utils.atomic import refuse_existing, write_atomic
 
 __all__ = [
     "CONFIG_NAME",
     "FORMAT_VERSION",
     "WEIGHTS_NAME",
-    "PretrainedError",
     "from_pretrained",
     "load_pretrained",
     "resolve_pretrained",
@@ -51,10 +54,6 @@ FORMAT_VERSION = 1
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-class PretrainedError(VansegError):
-    """An exported folder or hub id that cannot be written or read; the message says why."""
-
-
 def save_pretrained(
     model: nn.Module, meta: ModelMeta, folder: str | Path, overwrite: bool = False
 ) -> Path:
@@ -66,30 +65,45 @@ def save_pretrained(
         folder: Output folder.
         overwrite: Replace the files if the folder already holds them.
 
+    The weights are read back and compared tensor by tensor before ``config.json`` (which
+    marks a complete folder) is written.
+
     Raises:
-        PretrainedError: ``folder`` is a file, or already holds the files without ``overwrite``.
+        ConfigError: ``folder`` is a file.
+        OutputExistsError: It already holds the files and ``overwrite`` is false.
+        CheckpointError: The weights read back differ from the model's.
     """
     from safetensors.torch import save_file
 
-    import vanseg
-
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise PretrainedError(f"output={folder} is a file; give a folder for the export")
-    existing = [folder / n for n in (WEIGHTS_NAME, CONFIG_NAME) if (folder / n).exists()]
-    if existing and not overwrite:
-        raise PretrainedError(
-            f"{', '.join(map(str, existing))} already exist; pass overwrite=true to replace "
-            "them, or choose another output folder"
-        )
+        raise ConfigError(f"output={folder} is a file; give a folder for the export")
+    refuse_existing([folder / WEIGHTS_NAME, folder / CONFIG_NAME], overwrite)
     # safetensors refuses tensors that share memory; contiguous CPU copies never do.
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    config = {"vanseg_format": FORMAT_VERSION, "vanseg_version": vanseg.__version__}
+    config = {"vanseg_format": FORMAT_VERSION, "vanseg_version": __version__}
     config.update(meta.to_dict())
     text = json.dumps(config, indent=2) + "\n"
     write_atomic(folder / WEIGHTS_NAME, lambda tmp: save_file(state, str(tmp)))
+    stored = _read_weights(folder / WEIGHTS_NAME)
+    differing = [k for k in state if k not in stored or not torch.equal(stored[k], state[k])]
+    if differing or len(stored) != len(state):
+        raise CheckpointError(
+            f"{folder / WEIGHTS_NAME} does not hold the model's tensors ({len(differing)} "
+            f"differ or are missing, e.g. {differing[:3]}); export again"
+        )
     write_atomic(folder / CONFIG_NAME, lambda tmp: tmp.write_text(text))
     return folder
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (OSError, SafetensorError) as err:
+        raise CheckpointError(f"cannot read {path}: {err}") from err
 
 
 def _looks_like_hub_id(source: str) -> bool:
@@ -106,7 +120,7 @@ def resolve_pretrained(
     """The local folder of ``source``: an existing folder, or a hub id fetched into the cache.
 
     Raises:
-        PretrainedError: Not a folder and not a hub id, or the download failed (offline, no
+        CheckpointError: Not a folder and not a hub id, or the download failed (offline, no
             such repository, no access); the message includes huggingface_hub's reason.
     """
     path = Path(source).expanduser()
@@ -114,18 +128,18 @@ def resolve_pretrained(
         return path
     text = str(source)
     if path.exists():
-        raise PretrainedError(
+        raise CheckpointError(
             f"{text} is a file; from_pretrained takes the exported folder (with {WEIGHTS_NAME} "
             "and config.json). For a training checkpoint use Segmenter.from_checkpoint"
         )
     if not _looks_like_hub_id(text):
-        raise PretrainedError(
+        raise CheckpointError(
             f"{text} is neither an existing folder nor a Hub model id of the form owner/name"
         )
     try:
         from huggingface_hub import snapshot_download
     except ImportError as err:  # pragma: no cover - a declared dependency
-        raise PretrainedError(f"{text}: downloading needs huggingface_hub ({err})") from err
+        raise CheckpointError(f"{text}: downloading needs huggingface_hub ({err})") from err
     try:
         folder = snapshot_download(
             text,
@@ -137,7 +151,7 @@ def resolve_pretrained(
             library_name="vanseg",
         )
     except Exception as err:  # huggingface_hub raises many types (offline, 404, auth, HTTP)
-        raise PretrainedError(
+        raise CheckpointError(
             f"could not get the Hub model {text!r} ({type(err).__name__}: {err}). If it is a "
             "local folder, check the path; offline, download it once while online or pass the "
             "folder that holds model.safetensors and config.json"
@@ -147,18 +161,18 @@ def resolve_pretrained(
 
 def _read_config(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise PretrainedError(
+        raise CheckpointError(
             f"{path.parent} has no {CONFIG_NAME}; export a checkpoint with "
             "`python -m vanseg.tools.export ckpt_path=... format=safetensors output=FOLDER`"
         )
     try:
         config = json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        raise PretrainedError(f"cannot read {path}: {err}") from err
+        raise CheckpointError(f"cannot read {path}: {err}") from err
     if not isinstance(config, Mapping) or "vanseg_format" not in config:
-        raise PretrainedError(f"{path} is not a vanseg config.json (no 'vanseg_format' key)")
+        raise CheckpointError(f"{path} is not a vanseg config.json (no 'vanseg_format' key)")
     if int(config["vanseg_format"]) > FORMAT_VERSION:
-        raise PretrainedError(
+        raise CheckpointError(
             f"{path} has vanseg_format={config['vanseg_format']}, newer than this vanseg "
             f"reads ({FORMAT_VERSION}); upgrade vanseg"
         )
@@ -173,36 +187,23 @@ def load_pretrained(source: str | Path, **hub_options: Any) -> LoadedCheckpoint:
         hub_options: ``revision``, ``cache_dir``, ``local_files_only``, ``token`` for the Hub.
 
     Raises:
-        PretrainedError: Missing or unreadable files, or weights that do not fit the config.
+        CheckpointError: Missing or unreadable files, or weights that do not fit the config.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from vanseg.api import build_model_from_config
-    from vanseg.models.pretrained import CheckpointError, check_and_load
-
     folder = resolve_pretrained(source, **hub_options)
     config = _read_config(folder / CONFIG_NAME)
-    # The gate for stored configs (vanseg.trust), before anything is built from it.
+    # The gate for stored configs (vanseg.config.trust), before anything is built from it.
     config["model"] = check_model_config(config.get("model"), str(folder / CONFIG_NAME))
     try:
         meta = ModelMeta.from_dict(config)
-    except (KeyError, TypeError, ValueError, MetadataError) as err:
-        raise PretrainedError(f"{folder / CONFIG_NAME} is incomplete or invalid: {err}") from err
+    except (KeyError, TypeError, ValueError, CheckpointError) as err:
+        raise CheckpointError(f"{folder / CONFIG_NAME} is incomplete or invalid: {err}") from err
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():
-        raise PretrainedError(f"{folder} has {CONFIG_NAME} but no {WEIGHTS_NAME}")
-    try:
-        state = load_file(str(weights), device="cpu")
-    except (OSError, SafetensorError) as err:
-        raise PretrainedError(f"cannot read {weights}: {err}") from err
+        raise CheckpointError(f"{folder} has {CONFIG_NAME} but no {WEIGHTS_NAME}")
+    state = _read_weights(weights)
     model = build_model_from_config(json.loads(json.dumps(dict(meta.model))))  # a private copy
-    try:
-        check_and_load(model, state, str(weights))
-    except CheckpointError as err:
-        raise PretrainedError(str(err)) from err
-    model.eval()
-    return LoadedCheckpoint(model, meta, config, weights)
+    check_and_load(model, state, str(weights))
+    return LoadedCheckpoint(model.eval(), meta, config, weights)
 
 
 def from_pretrained(source: str | Path, **hub_options: Any) -> nn.Module:

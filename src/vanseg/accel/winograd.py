@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vanseg.models.layers.kernels import record as record_kernel
+from vanseg.accel.kernels import record as record_kernel
 
 __all__ = [
     "TILE_POINTS",
@@ -309,7 +309,7 @@ class WinogradConv2d(nn.Module):
         return out
 
 
-#: Kernel names for `vanseg.models.layers.kernels.record`, per output tile size.
+#: Kernel names for `vanseg.accel.kernels.record`, per output tile size.
 _WINOGRAD_NAMES = {m: f"Winograd F({m}x{m},3x3)" for m in (2, 4)}
 #: Size of the input transform's output per channel block (a fresh allocation).
 _BLOCK_BYTES = 4 * _MIB

@@ -36,14 +36,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from vanseg.errors import VansegError
-from vanseg.models.backbones.van import Block, OverlapPatchEmbed, Stage
-from vanseg.models.heads.base import resize
-from vanseg.models.heads.light_ham import LightHamHead
-from vanseg.models.heads.upernet import UPerHead
-from vanseg.models.layers import kernels, winograd
-from vanseg.models.layers.conv import ConvNormAct
-from vanseg.models.layers.fast import (
+from vanseg.accel import kernels, winograd
+from vanseg.accel.fast_layers import (
     CastCache,
     FastLightHamHead,
     FastUPerHead,
@@ -55,13 +49,18 @@ from vanseg.models.layers.fast import (
     is_pointwise,
     linear_nhwc,
 )
-from vanseg.models.layers.winograd import WinogradConv2d
+from vanseg.accel.winograd import WinogradConv2d
+from vanseg.errors import ConfigError
+from vanseg.models.backbones.van import Block, OverlapPatchEmbed, Stage
+from vanseg.models.heads.base import resize
+from vanseg.models.heads.light_ham import LightHamHead
+from vanseg.models.heads.upernet import UPerHead
+from vanseg.models.layers.conv import ConvNormAct
 from vanseg.models.segmentor import Segmentor
 
 __all__ = [
     "PRECISIONS",
     "FastSegmentor",
-    "OptimizeError",
     "fold_batchnorm",
     "fold_model",
     "for_inference",
@@ -80,14 +79,10 @@ PRECISIONS: dict[str, torch.dtype | None] = {
 }
 
 
-class OptimizeError(VansegError):
-    """An option of :func:`optimize` (precision, model type, device) cannot be honoured."""
-
-
 def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel ``(scale, shift)`` of an eval BatchNorm: ``bn(x) = x * scale + shift``."""
     if bn.running_mean is None or bn.running_var is None:
-        raise OptimizeError(
+        raise ConfigError(
             f"BatchNorm {bn} has no running statistics (track_running_stats=False); it cannot "
             "be folded. Use the plain model (inference.fast=false)."
         )
@@ -110,7 +105,7 @@ def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
 def _fold_input_affine(conv: nn.Conv2d, scale: torch.Tensor, shift: torch.Tensor) -> nn.Conv2d:
     """A new 1x1 conv equal to ``conv(x * scale + shift)`` (exact: no padding involved)."""
     if conv.kernel_size != (1, 1) or conv.groups != 1:
-        raise OptimizeError(f"only a dense 1x1 conv can absorb an input affine, got {conv}")
+        raise ConfigError(f"only a dense 1x1 conv can absorb an input affine, got {conv}")
     w = conv.weight.detach().double()
     fused = copy.deepcopy(conv)
     bias = conv.bias.detach().double() if conv.bias is not None else w.new_zeros(w.shape[0])
@@ -403,7 +398,7 @@ def _check_device(model: nn.Module, precision: str) -> None:
             )
         return
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise OptimizeError(
+        raise ConfigError(
             f"precision=bf16 needs a GPU with bfloat16 support; {torch.cuda.get_device_name()} "
             "has none. Use precision=fp16 or fp32."
         )
@@ -428,12 +423,12 @@ def optimize(
         A module mapping (B, 3, H, W) float images to float32 logits (B, K, H, W).
     """
     if precision not in PRECISIONS:
-        raise OptimizeError(
+        raise ConfigError(
             f"precision must be one of {sorted(PRECISIONS)}, got {precision!r} "
             "(inference.precision)"
         )
     if not isinstance(model, Segmentor):
-        raise OptimizeError(
+        raise ConfigError(
             f"optimize() takes a vanseg Segmentor, got {type(model).__name__}; build or load "
             "one with vanseg.build_model / vanseg.load_model"
         )
@@ -467,7 +462,7 @@ def for_inference(model: Segmentor, precision: str = "fp32", fast: bool = False)
     Set the NMF ``eval_seed`` before calling: the copy keeps it.
     """
     if precision not in PRECISIONS:
-        raise OptimizeError(
+        raise ConfigError(
             f"inference.precision must be one of {sorted(PRECISIONS)}, got {precision!r}"
         )
     if fast:

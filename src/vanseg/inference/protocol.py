@@ -2,7 +2,7 @@
 
 The fields follow the original's test pipelines (docs/reference.md §8): keep-ratio bounds,
 ResizeToMultiple divisor, scale ratios and flip of ``MultiScaleFlipAug``, whole or sliding
-window. `vanseg.evaluation.inference` runs a protocol; `vanseg.evaluation.checkpoint` picks the
+window. `vanseg.inference.passes` runs a protocol; `vanseg.inference.assemble` picks the
 default protocol of a checkpoint.
 """
 
@@ -12,12 +12,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from vanseg.checkpoint.metadata import MS_RATIOS
 from vanseg.data.transforms import ADE20K_SCALE, IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["AUG_TEST_NAME", "MS_RATIOS", "InferenceProtocol", "resolve_protocol"]
-
-#: Scale ratios of the original's multi-scale test (``test.py --aug-test``).
-MS_RATIOS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
 #: Name of the published multi-scale + flip protocol.
 AUG_TEST_NAME = "test.py --aug-test"

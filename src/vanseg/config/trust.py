@@ -29,7 +29,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from vanseg.errors import VansegError
+from vanseg.errors import UntrustedConfigError
 
 __all__ = [
     "apply_trusted_targets",
@@ -37,7 +37,6 @@ __all__ = [
     "MODEL_TARGETS",
     "MODEL_NODES",
     "TIMM_ARGUMENTS",
-    "UntrustedConfigError",
     "check_data_config",
     "check_model_config",
     "trust_model_targets",
@@ -86,10 +85,6 @@ _HYDRA_FLAGS = {"_partial_": bool, "_recursive_": bool, "_convert_": str}
 _CONVERT_MODES = {"none", "partial", "object", "all"}
 
 _user_prefixes: set[str] = set()
-
-
-class UntrustedConfigError(VansegError, ValueError):
-    """A config read from a file names code or values that vanseg does not run from files."""
 
 
 def trust_model_targets(*prefixes: str) -> None:

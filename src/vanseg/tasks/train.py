@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import netrc
 import os
@@ -19,19 +18,16 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from vanseg.api import build_model_from_config
-from vanseg.data.ade20k import DatasetError
-from vanseg.errors import ConfigError, InputNotFoundError
-from vanseg.models.pretrained import CheckpointError, load_file
-from vanseg.training.checkpointing import checkpoint_step, keep_finite_checkpoint
+from vanseg.config.checks import check_train_config
+from vanseg.config.compose import model_config
+from vanseg.config.hydra_callbacks import RESULT_FILE
+from vanseg.config.trust import apply_trusted_targets
+from vanseg.errors import ConfigError, DatasetError
+from vanseg.models.build import build_model_from_config
+from vanseg.training.checkpointing import keep_finite_checkpoint
 from vanseg.training.log_setup import configure_run_logging, stdout_is_terminal
 from vanseg.training.module import NonFiniteLossError, SegmentationModule
-from vanseg.training.resume import (
-    check_recipe_changes,
-    checkpoints_newest_first,
-    newest_intact_checkpoint,
-    remove_partial_writes,
-)
+from vanseg.training.resume import remove_partial_writes, resolve_ckpt_path, resume_entry
 from vanseg.training.run_dir import check_run_folder, fresh_csv_version, write_results
 from vanseg.training.signals import (
     AtomicCheckpointIO,
@@ -41,12 +37,8 @@ from vanseg.training.signals import (
     TrainingInterrupted,
     TrainingStopped,
 )
-from vanseg.trust import apply_trusted_targets, check_model_config
-from vanseg.utils.config import model_config
-from vanseg.utils.config_checks import check_train_config
-from vanseg.utils.hydra_callbacks import RESULT_FILE
 
-__all__ = ["train", "resolve_ckpt_path", "ConfigError", "TrainingDataError"]
+__all__ = ["TrainingDataError", "train"]
 
 log = logging.getLogger("vanseg")
 
@@ -104,24 +96,6 @@ def _refuse_multirun_ddp(cfg: DictConfig) -> None:
         )
 
 
-def resolve_ckpt_path(ckpt_path: str | None, cfg: DictConfig) -> str | None:
-    """``last`` -> the newest intact checkpoint of this run folder, else of the same task."""
-    if ckpt_path in (None, ""):
-        return None
-    if ckpt_path != "last":
-        if not Path(ckpt_path).is_file():
-            raise InputNotFoundError(f"ckpt_path={ckpt_path}: no such file")
-        return ckpt_path
-    here = Path(cfg.paths.output_dir) / "checkpoints"
-    runs = Path(cfg.paths.log_dir) / cfg.task_name / "runs"
-    candidates = checkpoints_newest_first([here])
-    if not candidates:  # a new run folder: the newest checkpoints of earlier runs of this task
-        candidates = checkpoints_newest_first(sorted(runs.glob("*/checkpoints")))
-    if not candidates:
-        raise InputNotFoundError(f"ckpt_path=last: no checkpoint in {here} or under {runs}")
-    return str(newest_intact_checkpoint(candidates))
-
-
 def _check_output_dir(cfg: DictConfig, ckpt_path: str | None) -> None:
     """``paths.output_dir`` set apart from the run folder must not hold another run either.
 
@@ -138,37 +112,6 @@ def _check_output_dir(cfg: DictConfig, ckpt_path: str | None) -> None:
         return
     if _is_rank_zero():
         check_run_folder(out, ckpt_path, "paths.output_dir")
-
-
-def _check_resume_compatible(
-    path: str, model_cfg: dict[str, Any], cfg: DictConfig
-) -> dict[str, Any]:
-    """The checkpoint's stored model config must equal the one being trained; other changed
-    options are applied, refused or warned about (`check_recipe_changes`)."""
-    meta = load_file(path).get("vanseg") or {}
-    if meta.get("model") is None:
-        raise CheckpointError(f"{path} was not written by vanseg training (no model config)")
-    stored = check_model_config(meta["model"], path, "vanseg.model")  # the gate (vanseg.trust)
-
-    def essentials(c: dict[str, Any]) -> dict[str, Any]:
-        out = {k: c.get(k) for k in ("neck", "head", "aux_head")}
-        out["backbone"] = {k: v for k, v in (c["backbone"] or {}).items() if k != "pretrained"}
-        return out
-
-    if essentials(stored) != essentials(model_cfg):
-        diff = [
-            k
-            for k in ("backbone", "neck", "head", "aux_head")
-            if essentials(stored)[k] != essentials(model_cfg)[k]
-        ]
-        raise CheckpointError(
-            f"ckpt_path={path} holds a different model: {', '.join(diff)} differ.\n"
-            f"checkpoint: {json.dumps({k: essentials(stored)[k] for k in diff})}\n"
-            f"this run:   {json.dumps({k: essentials(model_cfg)[k] for k in diff})}"
-        )
-    if isinstance(meta.get("config"), dict):
-        check_recipe_changes(meta["config"], OmegaConf.to_container(cfg, resolve=True), path)
-    return meta
 
 
 def _instantiate_all(node: DictConfig | None) -> list[Any]:
@@ -213,7 +156,7 @@ def _loggers(cfg: DictConfig, wandb_run_id: str | None) -> list[Any]:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train (and validate) the configured model; returns the final metrics."""
     check_train_config(cfg)  # types, ranges and devices, before any data or model work
-    apply_trusted_targets(cfg)  # the user's own extra model targets (vanseg.trust)
+    apply_trusted_targets(cfg)  # the user's own extra model targets (vanseg.config.trust)
     callbacks = _instantiate_all(cfg.get("callbacks"))
     bar_on_terminal = stdout_is_terminal() and any(isinstance(c, ProgressBar) for c in callbacks)
     if not bar_on_terminal:  # in a file the text log replaces the bar
@@ -228,23 +171,20 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         datamodule.prepare_data()  # data errors come before any model is built
 
     mcfg = model_config(cfg)
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg)
+    runs = Path(cfg.paths.log_dir) / cfg.task_name / "runs"
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir, runs)
     _check_output_dir(cfg, ckpt_path)
     own_checkpoints = _checkpoint_dir(cfg, callbacks)
     if own_checkpoints.is_dir() and _is_rank_zero():
         remove_partial_writes(own_checkpoints)  # saves a killed run never finished
-    meta = _check_resume_compatible(ckpt_path, mcfg, cfg) if ckpt_path else {}
-    if ckpt_path:
-        log.info(
-            "resuming from step %s of run %s: %s",
-            checkpoint_step(Path(ckpt_path)),
-            Path(ckpt_path).resolve().parent.parent,
-            ckpt_path,
-        )
-    if ckpt_path:  # the resumed weights replace the ImageNet ones
-        mcfg["backbone"]["pretrained"] = None
-    model = build_model_from_config(mcfg)
     run_config = OmegaConf.to_container(cfg, resolve=True)
+    meta: dict[str, Any] = {}
+    if ckpt_path:
+        meta, step = resume_entry(ckpt_path, mcfg, run_config)
+        run = Path(ckpt_path).resolve().parent.parent
+        log.info("resuming from step %s of run %s: %s", step, run, ckpt_path)
+        mcfg["backbone"]["pretrained"] = None  # the resumed weights replace the ImageNet ones
+    model = build_model_from_config(mcfg)
     run_config["model"] = mcfg
     module = SegmentationModule(
         model,

@@ -50,12 +50,7 @@ from vanseg.data.transforms import (
     rescale_size,
     resize_to_multiple_size,
 )
-from vanseg.evaluation.protocol import (
-    AUG_TEST_NAME,
-    MS_RATIOS,
-    InferenceProtocol,
-    resolve_protocol,
-)
+from vanseg.inference.protocol import AUG_TEST_NAME, MS_RATIOS, InferenceProtocol, resolve_protocol
 from vanseg.models.layers.matrix_decomposition import NMF2D
 
 #: Largest ``K x H x W`` float32 probability map (in bytes) that :func:`predict_mask` computes

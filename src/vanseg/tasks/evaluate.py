@@ -23,30 +23,22 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.distributed as dist
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from rich.progress import track
-from torch import nn
 
-from vanseg.data.ade20k import DatasetNotFoundError
-from vanseg.data.classes import IGNORE_INDEX
+from vanseg.checkpoint.file import load_checkpoint, require_file
+from vanseg.config.trust import apply_trusted_targets, check_data_config
 from vanseg.data.sampler import ShardSampler
-from vanseg.errors import VansegError
-from vanseg.evaluation.checkpoint import load_checkpoint, resolve_inference
-from vanseg.evaluation.inference import InferenceProtocol, predict_mask, set_eval_seed
-from vanseg.evaluation.metrics import SegmentationMetrics
+from vanseg.errors import ConfigError, InputNotFoundError
+from vanseg.evaluation.loop import evaluate_dataset
 from vanseg.evaluation.report import (
     RESULT_FILES,
     EvalResult,
@@ -55,26 +47,25 @@ from vanseg.evaluation.report import (
     summary,
     write_results,
 )
-from vanseg.metadata import ModelMeta
-from vanseg.optimize import OptimizeError, for_inference
-from vanseg.trust import apply_trusted_targets, check_data_config
-from vanseg.utils.distributed import get_world_size, rank_and_world_size, resolve_device
+from vanseg.inference.assemble import Runner, assemble
+from vanseg.utils.distributed import (
+    barrier,
+    distributed,
+    rank_and_world_size,
+    resolve_device,
+    sum_over_ranks,
+)
 
 __all__ = [
     "RESULT_FILES",
-    "EvalError",
+    "ConfigError",
     "EvalResult",
     "evaluate_dataset",
     "resolve_data_config",
     "run_eval",
-    "worker_rank_overrides",
 ]
 
 log = logging.getLogger("vanseg")
-
-
-class EvalError(VansegError, RuntimeError):
-    """A dataset or option that evaluation cannot use; the message says what to do."""
 
 
 # --------------------------------------------------------------------------- data
@@ -123,92 +114,27 @@ def _dataset(dm: Any, source: str, rank: int) -> Any:
     """The validation split of ``dm`` at original resolution (``dataset.load(i)``)."""
     if rank == 0:
         dm.prepare_files()  # a generated dataset is written once, by one process
-    _barrier()
+    barrier()
     try:
         return dm.dataset(dm.val_split)
-    except DatasetNotFoundError as err:
+    except InputNotFoundError as err:
         hint = (
             "The data config was stored in the checkpoint; point it at your copy with "
             "data.root=... or choose another with data=<ade20k|folder|synthetic>."
             if source == "checkpoint"
             else "Set data.root=... or choose data=<ade20k|folder|synthetic>."
         )
-        raise EvalError(f"{err}\n{hint}") from err
-
-
-# --------------------------------------------------------------------------- distributed
-def _barrier() -> None:
-    if get_world_size() > 1:
-        dist.barrier()
-
-
-@contextmanager
-def distributed(device: torch.device) -> Iterator[None]:
-    """Join the process group that ``torchrun`` describes (``WORLD_SIZE`` > 1), if not yet joined.
-
-    gloo on CPU, nccl on CUDA. The group is left again at the end if it was joined here.
-    """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    joined = False
-    if world_size > 1 and not (dist.is_available() and dist.is_initialized()):
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        joined = True
-    try:
-        yield
-    finally:
-        if joined:
-            dist.destroy_process_group()
-
-
-def worker_rank_overrides(environ: Mapping[str, str] | None = None) -> list[str]:
-    """Hydra overrides that keep ranks > 0 of a ``torchrun`` launch from creating run folders.
-
-    Every rank runs ``@hydra.main``; without these, each would make its own timestamped run
-    folder and log file. Rank 0 keeps the normal run folder (the default output).
-    """
-    environ = os.environ if environ is None else environ
-    if environ.get("RANK", "0") == "0":
-        return []
-    return ["hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=stdout"]
+        raise ConfigError(f"{err}\n{hint}") from err
 
 
 # --------------------------------------------------------------------------- evaluation
-def evaluate_dataset(
-    model: nn.Module,
-    dataset: Any,
-    protocol: InferenceProtocol,
-    indices: Iterable[int],
-    ignore_index: int = IGNORE_INDEX,
-    progress: bool = False,
-) -> tuple[SegmentationMetrics, int]:
-    """Update a metric with the given images of ``dataset``; returns it and the image count.
-
-    ``dataset.load(i)`` must give the original RGB uint8 image and its label (class indices or
-    ``ignore_index``) at the same size. No synchronisation happens here: ``compute()`` on the
-    returned metric sums the confusion matrices of all processes.
-    """
-    device = next(model.parameters()).device
-    metric = SegmentationMetrics(model.num_classes, ignore_index).to(device)
-    indices = list(indices)
-    count = 0
-    for index in track(indices, description="Evaluating", disable=not progress):
-        image, label = dataset.load(index)
-        mask = predict_mask(model, image, protocol, out_size=label.shape)  # (H, W)
-        target = torch.from_numpy(label.astype(np.int64)).to(device)
-        metric.update(mask.unsqueeze(0), target.unsqueeze(0))
-        count += 1
-    return metric, count
-
-
 def _output_dir(cfg: DictConfig) -> Path:
     if cfg.get("output"):
         return Path(str(cfg.output))
     try:
         return Path(HydraConfig.get().runtime.output_dir)
     except ValueError as err:  # not under @hydra.main
-        raise EvalError("no output folder: pass output=<folder>") from err
+        raise ConfigError("no output folder: pass output=<folder>") from err
 
 
 def _task_overrides() -> list[str]:
@@ -222,14 +148,12 @@ def _task_overrides() -> list[str]:
 class _Setup:
     """Everything an evaluation needs, prepared identically on every rank."""
 
-    model: nn.Module
-    meta: ModelMeta
+    runner: Runner
     entry: Mapping[str, Any]
     datamodule: Any
     dataset: Any
     data_cfg: dict[str, Any]
     data_source: str
-    protocol: InferenceProtocol
 
 
 def _setup(cfg: DictConfig, overrides: Sequence[str], device: torch.device, rank: int) -> _Setup:
@@ -240,7 +164,7 @@ def _setup(cfg: DictConfig, overrides: Sequence[str], device: torch.device, rank
     data_cfg, source = resolve_data_config(cfg, stored, overrides)
     dm = instantiate(data_cfg)  # reads no files yet
     if loaded.meta.num_classes != dm.num_classes:
-        raise EvalError(
+        raise ConfigError(
             f"the checkpoint predicts {loaded.meta.num_classes} classes but dataset "
             f"'{dm.name}' has {dm.num_classes} (data.num_classes; data config from "
             f"{source}); evaluate it on the data it was trained for (data=...)"
@@ -248,16 +172,8 @@ def _setup(cfg: DictConfig, overrides: Sequence[str], device: torch.device, rank
     meta = loaded.meta.with_data(data_cfg)  # classes, normalisation, protocol of this data
     dataset = _dataset(dm, source, rank)
     options = OmegaConf.to_container(cfg.inference, resolve=True)
-    precision, fast = options.pop("precision", "fp32"), bool(options.pop("fast", False))
-    protocol = resolve_inference(meta, options, cfg.get("tta"))
-    model = loaded.model.to(device)
-    if cfg.eval_seed is not None:
-        set_eval_seed(model, int(cfg.eval_seed))
-    try:
-        model = for_inference(model, precision, fast)  # inference.precision / inference.fast
-    except OptimizeError as err:
-        raise EvalError(str(err)) from err
-    return _Setup(model, meta, loaded.entry, dm, dataset, data_cfg, source, protocol)
+    runner = assemble(loaded.model, meta, options, cfg.get("tta"), cfg.eval_seed, device)
+    return _Setup(runner, loaded.entry, dm, dataset, data_cfg, source)
 
 
 def run_eval(cfg: DictConfig, overrides: Sequence[str] | None = None) -> EvalResult:
@@ -270,16 +186,14 @@ def run_eval(cfg: DictConfig, overrides: Sequence[str] | None = None) -> EvalRes
 
     Raises:
         VansegError: Missing or config-less checkpoint, class-count mismatch, missing dataset,
-            existing results without ``overwrite``, invalid inference options (`EvalError`,
-            `CheckpointInputError`, `OutputExistsError`).
+            existing results without ``overwrite``, invalid inference options (`ConfigError`,
+            `CheckpointError`, `OutputExistsError`).
     """
     apply_trusted_targets(cfg)
     overrides = _task_overrides() if overrides is None else list(overrides)
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
-        raise EvalError("missing ckpt_path=<checkpoint file>")
-    ckpt_path = Path(str(cfg.ckpt_path))
-    if not ckpt_path.is_file():
-        raise EvalError(f"checkpoint not found: ckpt_path={ckpt_path} (no such file)")
+        raise ConfigError("missing ckpt_path=<checkpoint file>")
+    ckpt_path = require_file(str(cfg.ckpt_path))
     output = _output_dir(cfg)
     check_output(output, bool(cfg.overwrite))  # on every rank, before any collective
     device = resolve_device(str(cfg.device))
@@ -291,47 +205,43 @@ def run_eval(cfg: DictConfig, overrides: Sequence[str] | None = None) -> EvalRes
             log.info(
                 "evaluating %s on %d %s/%s images with %d process(es): %s",
                 *(ckpt_path, len(dataset), dm.name, dm.val_split, world_size),
-                job.protocol.describe(),
+                job.runner.protocol.describe(),
             )
         start = time.perf_counter()
         shard = ShardSampler(len(dataset), rank, world_size)  # no padding, no repeats
         progress = bool(cfg.progress) and rank == 0
         metric, count = evaluate_dataset(
-            job.model, dataset, job.protocol, shard, dm.ignore_index, progress
+            job.runner.forward, dataset, job.runner.protocol, shard, dm.ignore_index, progress
         )
         metrics = metric.compute()  # sums the confusion matrices of all ranks
-        num_images = _sum_over_ranks(count, device)
+        num_images = sum_over_ranks(count, device)
         seconds = time.perf_counter() - start
     if num_images != len(dataset):  # would mean a sharding bug: never report such numbers
         raise RuntimeError(f"evaluated {num_images} images, but the split has {len(dataset)}")
-    result = EvalResult(metrics, job.protocol, num_images, list(job.meta.class_names), output)
+    result = EvalResult(
+        metrics, job.runner.protocol, num_images, list(job.runner.meta.class_names), output
+    )
     if rank == 0:
         keys = ("name", "num_classes", "ignore_index", "reduce_zero_label")
         data_info = {key: job.data_cfg.get(key) for key in keys}
         info = {
             "checkpoint": str(ckpt_path.resolve()),
-            "eval_seed": cfg.eval_seed,
-            "precision": cfg.inference.get("precision", "fp32"),
-            "fast": bool(cfg.inference.get("fast", False)),
+            "eval_seed": job.runner.eval_seed,
+            "precision": job.runner.precision,
+            "fast": job.runner.fast,
             "world_size": world_size,
             "device": str(device),
             "seconds": round(seconds, 2),
             "data_source": job.data_source,
             "data": {**data_info, "root": str(dm.root), "split": dm.val_split},
             "model": job.entry.get("model"),
-            "family": job.meta.family,
+            "family": job.runner.meta.family,
             "overrides": overrides,
         }
         print_results(result, info)
         write_results(result, info)
         numbers = ", ".join(f"{k} {v}" for k, v in summary(result).items())
-        log.info("%s (percent) | %s | results in %s", numbers, job.protocol.describe(), output)
+        log.info(
+            "%s (percent) | %s | results in %s", numbers, job.runner.protocol.describe(), output
+        )
     return result
-
-
-def _sum_over_ranks(value: int, device: torch.device) -> int:
-    if get_world_size() == 1:
-        return value
-    total = torch.tensor([value], dtype=torch.int64, device=device)
-    dist.all_reduce(total)
-    return int(total.item())

@@ -136,7 +136,7 @@ def check_devices_exist(trainer: DictConfig | dict, gpus: int | None = None) -> 
 
 
 def check_train_config(cfg: DictConfig, gpus: int | None = None) -> None:
-    """Check the values `vanseg.tasks.train` relies on; all problems in one `ConfigError`."""
+    """Check the values `vanseg.tasks.train.train` relies on; all problems in one `ConfigError`."""
     problems = []
     for key, (test, must) in _RULES.items():
         try:

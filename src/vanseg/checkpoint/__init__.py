@@ -1,0 +1,2 @@
+"""The model file formats: a checkpoint (`vanseg.checkpoint.file`), an export folder
+(`vanseg.checkpoint.hub`) and what both say about the model (`vanseg.checkpoint.metadata`)."""

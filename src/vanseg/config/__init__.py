@@ -1,0 +1,1 @@
+"""Configuration: composing ``conf/``, checking options, the gate for stored configs, resolvers."""
