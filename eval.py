@@ -13,8 +13,9 @@ import hydra
 from omegaconf import DictConfig
 
 from vanseg.cli.eval import run
+from vanseg.config.compose import refuse_bad_overrides
+from vanseg.utils.cli import user_errors
 from vanseg.utils.distributed import worker_rank_overrides
-from vanseg.utils.cli import refuse_bad_overrides, user_errors
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")

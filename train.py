@@ -7,7 +7,8 @@ import hydra
 from omegaconf import DictConfig
 
 from vanseg.cli.train import run
-from vanseg.utils.cli import refuse_bad_overrides, user_errors
+from vanseg.config.compose import refuse_bad_overrides
+from vanseg.utils.cli import user_errors
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

@@ -9,6 +9,7 @@ import torch
 from omegaconf import OmegaConf
 
 import vanseg
+from vanseg.checkpoint.file import read_entry
 from vanseg.checkpoint.metadata import ModelMeta, family_of
 from vanseg.config.compose import compose_config, model_config
 from vanseg.data.classes import ADE20K_PALETTE
@@ -16,6 +17,11 @@ from vanseg.errors import CheckpointError
 from vanseg.inference.assemble import resolve_inference
 
 RATIOS = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]  # ade20k_std.py img_ratios (docs/reference.md §8)
+
+
+def meta_of(ckpt: dict) -> ModelMeta:
+    """What a checkpoint dict says about its model: its entry through the gate, then the meta."""
+    return ModelMeta.from_entry(read_entry(ckpt, "checkpoint"), "checkpoint")
 
 
 def model_cfg(head: str, num_classes: int = 150) -> dict:
@@ -35,7 +41,7 @@ def model_cfg(head: str, num_classes: int = 150) -> dict:
 )
 def test_family_and_default_protocol_of_converted_checkpoints(head: str, family: str) -> None:
     """No stored data config: ADE20K names, palette and the family's plain test.py."""
-    meta = ModelMeta.from_checkpoint({"vanseg": {"model": model_cfg(head)}})
+    meta = meta_of({"vanseg": {"model": model_cfg(head)}})
     assert family_of(meta.model) == meta.family == family
     assert meta.num_classes == 150 and meta.class_names[:3] == ("wall", "building", "sky")
     assert meta.palette == tuple(tuple(c) for c in ADE20K_PALETTE)
@@ -64,11 +70,11 @@ def test_train_config_and_round_trip() -> None:
     assert ModelMeta.from_dict(plain) == meta
     data = OmegaConf.to_container(cfg.data, resolve=True)
     stored = {"vanseg": {"model": model_config(cfg), "config": {"data": data}}}
-    assert ModelMeta.from_checkpoint(stored) == meta
+    assert meta_of(stored) == meta
 
 
 def test_explicit_overrides_win_and_are_named() -> None:
-    meta = ModelMeta.from_checkpoint({"vanseg": {"model": model_cfg("hamnet")}})
+    meta = meta_of({"vanseg": {"model": model_cfg("hamnet")}})
     protocol = resolve_inference(meta, {"scales": [1.0], "size_divisor": 32, "mode": "slide"})
     assert protocol.scales == (1.0,) and protocol.size_divisor == 32 and protocol.mode == "slide"
     assert "with scales=[1.0], size_divisor=32, mode=slide" in protocol.describe()
@@ -78,11 +84,11 @@ def test_saved_model_meta_and_errors(tmp_path) -> None:
     cfg = model_cfg("light_ham", num_classes=4)
     path = tmp_path / "m.ckpt"
     vanseg.save_model(vanseg.build_model_from_config(cfg), cfg, path)
-    meta = ModelMeta.from_checkpoint(torch.load(path, weights_only=True))
+    meta = meta_of(torch.load(path, weights_only=True))
     assert meta.class_names == ("class_0", "class_1", "class_2", "class_3")
     assert len(set(meta.palette)) == 4
     with pytest.raises(CheckpointError, match="no vanseg model config"):
-        ModelMeta.from_checkpoint({"state_dict": {}})
+        meta_of({"state_dict": {}})
     with pytest.raises(CheckpointError, match="data.num_classes=3"):
         meta.with_data({"name": "x", "num_classes": 3})
     with pytest.raises(CheckpointError, match="4 classes but 2 class names"):

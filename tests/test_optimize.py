@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 import vanseg
-from vanseg.accel.optimize import fold_batchnorm, max_relative_difference, optimize
+from vanseg.accel.fold import fold_batchnorm
+from vanseg.accel.optimize import max_relative_difference, optimize
 from vanseg.config.compose import compose_config, model_config
 from vanseg.errors import ConfigError
 from vanseg.models import FPN, FCNHead, FPNHead, HamHead, LightHamHead, Segmentor, UPerHead

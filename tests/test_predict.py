@@ -18,7 +18,7 @@ import predict as predict_cli
 import vanseg
 from vanseg.config.compose import compose_config, model_config
 from vanseg.data.classes import ADE20K_PALETTE, generic_palette
-from vanseg.errors import ConfigError
+from vanseg.errors import ConfigError, DatasetError, InputNotFoundError, OutputExistsError
 from vanseg.inference.passes import InferenceProtocol, predict_mask, set_eval_seed
 from vanseg.inference.visualize import blend, palette_array
 from vanseg.tasks.predict import find_images, run_predict
@@ -84,7 +84,7 @@ def test_writes_labels_overlays_and_report(checkpoint: Path, images: Path, tmp_p
 
 def test_unreadable_file_stops_or_is_reported(checkpoint: Path, images: Path, tmp_path: Path):
     (images / "broken.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(ConfigError, match=r"broken\.jpg.*skip_unreadable=true"):
+    with pytest.raises(DatasetError, match=r"broken\.jpg.*skip_unreadable=true"):
         run_predict(checkpoint, images, tmp_path / "out1", protocol=FAST, progress=False)
     report = run_predict(
         checkpoint, images, tmp_path / "out2", protocol=FAST, skip_unreadable=True, progress=False
@@ -98,7 +98,7 @@ def test_unreadable_file_stops_or_is_reported(checkpoint: Path, images: Path, tm
 def test_existing_results_need_overwrite(checkpoint: Path, images: Path, tmp_path: Path):
     out = tmp_path / "out"
     run_predict(checkpoint, images / "a.jpg", out, protocol=FAST, progress=False)
-    with pytest.raises(ConfigError, match="already holds results.*overwrite=true"):
+    with pytest.raises(OutputExistsError, match="a.png.*already exist; pass overwrite=true"):
         run_predict(checkpoint, images / "a.jpg", out, protocol=FAST, progress=False)
     report = run_predict(
         checkpoint, images / "a.jpg", out, protocol=FAST, overwrite=True, progress=False
@@ -118,7 +118,7 @@ def test_bad_inputs(checkpoint: Path, images: Path, tmp_path: Path):
         find_images(tmp_path / "nothing")
     with pytest.raises(ConfigError, match="holds no images"):
         find_images(str(tmp_path / "*.jpg"))
-    with pytest.raises(ConfigError, match="checkpoint not found"):
+    with pytest.raises(InputNotFoundError, match="checkpoint not found: ckpt_path="):
         run_predict(
             tmp_path / "missing.ckpt", images, tmp_path / "out", protocol=FAST, progress=False
         )
@@ -164,7 +164,7 @@ def test_cli_config_in_process(checkpoint: Path, images: Path, tmp_path: Path, c
     assert json.loads((out / "report.json").read_text())["protocol"]["mode"] == "slide"
     capsys.readouterr()
     for args, words in (
-        (overrides, "already holds results"),
+        (overrides, "already exist; pass overwrite=true"),
         (overrides[:2], "missing output=..."),
     ):
         with pytest.raises(SystemExit) as exit_info:

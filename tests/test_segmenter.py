@@ -18,7 +18,7 @@ import vanseg
 from vanseg.checkpoint.metadata import ModelMeta
 from vanseg.config.compose import compose_config, model_config
 from vanseg.data.classes import generic_palette
-from vanseg.errors import ConfigError
+from vanseg.errors import ConfigError, DatasetError, InputNotFoundError, OutputExistsError
 from vanseg.inference.passes import InferenceProtocol, predict_mask, predict_probs
 from vanseg.inference.passes import set_eval_seed as seed_nmf
 from vanseg.tasks.predict import run_predict
@@ -172,7 +172,7 @@ def test_save_writes_label_and_overlay_and_refuses_overwrite(
         assert img.mode == "P"
         np.testing.assert_array_equal(np.asarray(img), res.mask)
     assert Image.open(overlay).size[1] >= 50
-    with pytest.raises(ConfigError, match="already exist.*overwrite=True"):
+    with pytest.raises(OutputExistsError, match="already exist; pass overwrite=True"):
         res.save(tmp_path)
     res.save(tmp_path, overwrite=True)
     with pytest.raises(ConfigError, match="name="):
@@ -187,10 +187,10 @@ def test_bad_inputs_are_named(segmenter: vanseg.Segmenter, tmp_path: Path) -> No
         segmenter(np.zeros((8, 8, 3), np.float32))
     with pytest.raises(ConfigError, match=r"got uint8 \(8, 8\)"):
         segmenter(np.zeros((8, 8), np.uint8))
-    with pytest.raises(ConfigError, match="nothing.png does not exist"):
+    with pytest.raises(InputNotFoundError, match="nothing.png does not exist"):
         segmenter(tmp_path / "nothing.png")
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(ConfigError, match="cannot read image .*broken.jpg"):
+    with pytest.raises(DatasetError, match="cannot read image .*broken.jpg"):
         segmenter(tmp_path / "broken.jpg")
     with pytest.raises(ConfigError, match="cannot segment a int"):
         segmenter(3)

@@ -18,12 +18,12 @@ from vanseg.checkpoint.metadata import ModelMeta
 from vanseg.config.compose import compose_config, config_dir, model_config
 from vanseg.data.ade20k import ADE20KDataset
 from vanseg.data.sampler import ShardSampler
-from vanseg.errors import ConfigError, VansegError
+from vanseg.errors import ConfigError, InputNotFoundError, OutputExistsError, VansegError
+from vanseg.evaluation.loop import evaluate_dataset
 from vanseg.evaluation.metrics import confusion_matrix
 from vanseg.inference.assemble import resolve_inference
 from vanseg.inference.passes import MS_RATIOS, InferenceProtocol, predict_probs, set_eval_seed
 from vanseg.tasks.evaluate import RESULT_FILES, resolve_data_config, run_eval
-from vanseg.evaluation.loop import evaluate_dataset
 from vanseg.utils.distributed import worker_rank_overrides
 
 REPO = config_dir().parent
@@ -230,7 +230,7 @@ def test_class_count_mismatch_names_both_counts(checkpoint, tiny_ade_root, tmp_p
 
 def test_missing_checkpoint_is_named(tmp_path):
     missing = tmp_path / "nope.ckpt"
-    with pytest.raises(ConfigError, match=f"checkpoint not found: ckpt_path={missing}"):
+    with pytest.raises(InputNotFoundError, match=f"checkpoint not found: ckpt_path={missing}"):
         evaluate([f"ckpt_path={missing}", f"output={tmp_path}"])
 
 
@@ -250,7 +250,7 @@ def test_existing_results_are_not_overwritten(checkpoint, data_overrides, tmp_pa
     (tmp_path / "metrics.json").write_text("{}")
     overrides = base(checkpoint, tmp_path, data_overrides)
     with pytest.raises(
-        VansegError, match=r"already holds results \(metrics.json\).*overwrite=true"
+        OutputExistsError, match=r"metrics.json already exists; pass overwrite=true"
     ):
         evaluate(overrides)
     assert (tmp_path / "metrics.json").read_text() == "{}"

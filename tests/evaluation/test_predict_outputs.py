@@ -14,7 +14,7 @@ from PIL import Image
 
 import vanseg
 from vanseg.config.compose import compose_config, model_config
-from vanseg.errors import ConfigError
+from vanseg.errors import ConfigError, OutputExistsError
 from vanseg.inference.passes import InferenceProtocol
 from vanseg.tasks.predict import _OutputLock, run_predict
 
@@ -62,7 +62,7 @@ def predict(checkpoint: Path, input: Path, output: Path, **kw):
 def test_ground_truth_next_to_the_images_is_never_replaced(checkpoint, tmp_path) -> None:
     data = dataset(tmp_path / "data")
     before = checksums(data)
-    with pytest.raises(ConfigError, match=r"labels/a\.png.*not written by predict\.py"):
+    with pytest.raises(OutputExistsError, match=r"labels/a\.png.*not written by predict\.py"):
         predict(checkpoint, data / "images", data, overwrite=True)
     assert checksums(data) == before
 
@@ -71,7 +71,7 @@ def test_inputs_are_never_outputs(checkpoint, tmp_path) -> None:
     out = tmp_path / "out"
     predict(checkpoint, dataset(tmp_path / "data") / "images", out)
     before = checksums(out)
-    with pytest.raises(ConfigError, match=r"would write over input images .*labels/a\.png"):
+    with pytest.raises(OutputExistsError, match=r"would write over input images .*labels/a\.png"):
         predict(checkpoint, out / "labels", out, overwrite=True)
     assert checksums(out) == before
 
@@ -80,7 +80,7 @@ def test_overwrite_replaces_only_an_earlier_prediction(checkpoint, tmp_path) -> 
     images = dataset(tmp_path / "data") / "images"
     out = tmp_path / "out"
     predict(checkpoint, images, out)
-    with pytest.raises(ConfigError, match="already holds results"):
+    with pytest.raises(OutputExistsError, match=r"a\.png.*already exist; pass overwrite=true"):
         predict(checkpoint, images, out)
     report = predict(checkpoint, images, out, overwrite=True)
     assert sorted(p.name for p in report.written) == ["a.jpg", "b.jpg"]

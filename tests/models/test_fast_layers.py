@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import importlib
 
 import pytest
 import torch
@@ -12,16 +11,17 @@ from torch import nn
 
 from vanseg.accel import kernels
 from vanseg.accel.fast_layers import (
-    FastLightHamHead,
     PhaseDilatedConv,
     PointwiseConv,
     RecycledResize,
     depthwise_gelu,
     linear_nhwc,
 )
-from vanseg.accel.optimize import FoldedBlock, _replace_children, max_relative_difference
+from vanseg.accel.optimize import max_relative_difference
 from vanseg.models import LightHamHead
+from vanseg.models.backbones import van_fused
 from vanseg.models.backbones.van import Block
+from vanseg.models.heads.fused import FastLightHamHead
 
 
 def _bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -90,10 +90,7 @@ def test_light_ham_squeeze_before_resize_is_the_same_map() -> None:
 def test_fused_block_equals_the_block(
     dtype: torch.dtype, band_bytes: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # (`vanseg.optimize` the attribute is the function; the module is in sys.modules)
-    monkeypatch.setattr(
-        importlib.import_module("vanseg.accel.optimize"), "MLP_BAND_BYTES", band_bytes
-    )
+    monkeypatch.setattr(van_fused, "MLP_BAND_BYTES", band_bytes)
     torch.manual_seed(0)
     block = Block(16, mlp_ratio=4)
     with torch.no_grad():
@@ -103,9 +100,7 @@ def test_fused_block_equals_the_block(
         block.layer_scale_1.uniform_(0.1, 0.5)
         block.layer_scale_2.uniform_(0.1, 0.5)
     block.eval()
-    folded = nn.Sequential(FoldedBlock(block))
-    _replace_children(folded[0])
-    folded = folded.to(memory_format=torch.channels_last)
+    folded = nn.Sequential(block.fuse()).to(memory_format=torch.channels_last)
     x = torch.randn(2, 16, 11, 9).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         expected = block(x)
@@ -193,9 +188,7 @@ def test_missing_fused_kernels_fall_back_to_the_plain_ops(
 def test_fused_block_without_fused_kernels_equals_the_block(no_fused_kernels) -> None:
     torch.manual_seed(0)
     block = Block(16, mlp_ratio=4).eval()
-    folded = FoldedBlock(block)
-    _replace_children(folded)
-    folded = folded.to(memory_format=torch.channels_last)
+    folded = block.fuse().to(memory_format=torch.channels_last)
     folded.fused = True
     x = torch.randn(2, 16, 11, 9).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode(), kernels.recording() as ran:

@@ -18,7 +18,7 @@ def _sha(path: Path) -> str:
 def test_existing_destination_is_refused_unless_overwrite(tmp_path: Path) -> None:
     dst = tmp_path / "out.json"
     dst.write_text("old")
-    with pytest.raises(OutputExistsError, match=f"{dst} exists; pass overwrite=true"):
+    with pytest.raises(OutputExistsError, match=f"{dst} already exists; pass overwrite=true"):
         atomic_write_text(dst, "new")
     assert dst.read_text() == "old"
     atomic_write_text(dst, "new", overwrite=True)

@@ -30,7 +30,7 @@ def launch(task: Callable[[DictConfig], Any], config_name: str) -> None:
     except VansegError as err:
         print(f"{Path(sys.argv[0]).name}: error: {err}", file=sys.stderr)
         raise SystemExit(USER_ERROR_EXIT) from err
-    from vanseg.utils.cli import refuse_bad_overrides
+    from vanseg.config.compose import refuse_bad_overrides
 
     refuse_bad_overrides(f"vanseg-{config_name}", config_name)  # exit 2 for a typo in a key
     hydra.main(version_base="1.3", config_path=config_path, config_name=config_name)(task)()

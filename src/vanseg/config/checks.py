@@ -9,7 +9,8 @@ Hydra config.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -18,7 +19,12 @@ from omegaconf.errors import OmegaConfBaseException
 
 from vanseg.errors import ConfigError
 
-__all__ = ["check_devices_exist", "check_train_config"]
+__all__ = [
+    "check_devices_exist",
+    "check_train_config",
+    "refuse_multirun_ddp",
+    "resolve_sync_batchnorm",
+]
 
 _MISSING = object()
 #: ``trainer.precision`` values Lightning 2 accepts.
@@ -132,6 +138,53 @@ def check_devices_exist(trainer: DictConfig | dict, gpus: int | None = None) -> 
             f"trainer.devices={devices} asks for {'all' if devices == -1 else devices} GPUs but "
             f"this machine has {gpus}. Use trainer.devices<={max(gpus, 1)}, or trainer=ddp_cpu "
             f"trainer.devices={abs(devices)} to train with CPU processes on purpose."
+        )
+
+
+def _many_devices(trainer: DictConfig | Mapping[str, Any]) -> bool:
+    devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
+    return devices == -1 or (_int(devices) and devices > 1) or nodes > 1
+
+
+def _on_gpu(trainer: DictConfig | Mapping[str, Any], gpus: int) -> bool:
+    accelerator = str(trainer.get("accelerator", "auto"))
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and gpus > 0)
+
+
+def resolve_sync_batchnorm(
+    trainer: DictConfig | Mapping[str, Any], gpus: int | None = None
+) -> bool:
+    """``trainer.sync_batchnorm``, with ``auto`` meaning: on when several GPUs train.
+
+    Raises:
+        ConfigError: ``true`` without GPUs (SyncBatchNorm cannot train on the CPU).
+    """
+    gpus = torch.cuda.device_count() if gpus is None else gpus
+    sync = trainer.get("sync_batchnorm", "auto")
+    if sync == "auto":
+        return bool(_on_gpu(trainer, gpus) and _many_devices(trainer))
+    if sync and not _on_gpu(trainer, gpus):
+        raise ConfigError(
+            "trainer.sync_batchnorm=true needs GPUs: SyncBatchNorm cannot train "
+            "on CPU (docs/pitfalls.md H1). Set trainer.sync_batchnorm=false."
+        )
+    return bool(sync)
+
+
+def refuse_multirun_ddp(
+    trainer: DictConfig | Mapping[str, Any],
+    multirun: bool,
+    environ: Mapping[str, str] | None = None,
+) -> None:
+    """Hydra multirun + in-process DDP relaunches the sweep in every rank (docs/pitfalls.md F2)."""
+    environ = os.environ if environ is None else environ
+    if multirun and _many_devices(trainer) and not environ.get("LOCAL_RANK"):
+        raise ConfigError(
+            "Hydra multirun (-m) cannot be combined with in-process multi-device DDP "
+            f"(trainer.devices={trainer.get('devices')}): each relaunched rank would run the "
+            "whole sweep. Run the jobs one after another without -m, launch each run with "
+            "torchrun/srun, or use a launcher plugin that gives each job its own processes "
+            "(README: Sweeps)."
         )
 
 

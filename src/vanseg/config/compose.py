@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.resources
 import importlib.util
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from vanseg.errors import ConfigError, InputNotFoundError
+from vanseg.errors import USER_ERROR_EXIT, ConfigError, InputNotFoundError
+from vanseg.utils.cli import format_error
 
 __all__ = [
     "config_dir",
@@ -33,6 +35,8 @@ __all__ = [
     "MODEL_KEYS",
     "NO_PRETRAINED",
     "PACKAGED_CONFIG",
+    "refuse_bad_overrides",
+    "task_overrides",
 ]
 
 #: Override that builds a model without loading ImageNet weights (tools need none).
@@ -137,3 +141,31 @@ def model_config(cfg: DictConfig) -> dict[str, Any]:
         key: OmegaConf.to_container(cfg[key], resolve=True) if cfg.get(key) is not None else None
         for key in MODEL_KEYS
     }
+
+
+def refuse_bad_overrides(prog: str, config_name: str, argv: Sequence[str] | None = None) -> None:
+    """Compose the command line's overrides once before Hydra runs the task.
+
+    Hydra reports an unknown key (``Key 'x' is not in struct``) or group option and exits with
+    status 1, like a crash. Here the same text ends the command with vanseg's prefix and exit
+    status 2. Hydra's own flags (``-m``, ``--cfg``, ...) are left to Hydra.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if any(arg.startswith("-") for arg in args):
+        return
+    try:
+        compose_config(args, config_name=config_name, return_hydra_config=True)
+    except ConfigError as err:
+        hydra_text = str(err.__cause__ or err).strip()  # Hydra's whole message, as Hydra says it
+        print(format_error(prog, hydra_text), file=sys.stderr, flush=True)
+        raise SystemExit(USER_ERROR_EXIT) from None
+
+
+def task_overrides() -> list[str]:
+    """The command line's overrides of the running Hydra job (``[]`` outside ``@hydra.main``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:
+        return []

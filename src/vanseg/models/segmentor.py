@@ -93,3 +93,15 @@ class Segmentor(nn.Module):
         if self.auxiliary_head is not None:
             out["aux_logits"] = self.auxiliary_head(feats)
         return out
+
+    def fuse(self) -> Segmentor:
+        """This segmentor for inference: every part fused, the auxiliary head dropped.
+
+        Works in place; ``vanseg.accel.fold.fold_model`` calls it on an eval-mode deep copy.
+        The forward is unchanged: same logits up to float rounding.
+        """
+        from vanseg.accel.fold import fuse_children
+
+        self.auxiliary_head = None  # training only
+        fuse_children(self)
+        return self

@@ -35,6 +35,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from vanseg.checkpoint.file import load_checkpoint, require_file
+from vanseg.config.compose import task_overrides
 from vanseg.config.trust import apply_trusted_targets, check_data_config
 from vanseg.data.sampler import ShardSampler
 from vanseg.errors import ConfigError, InputNotFoundError
@@ -137,13 +138,6 @@ def _output_dir(cfg: DictConfig) -> Path:
         raise ConfigError("no output folder: pass output=<folder>") from err
 
 
-def _task_overrides() -> list[str]:
-    try:
-        return list(HydraConfig.get().overrides.task)
-    except ValueError:
-        return []
-
-
 @dataclass
 class _Setup:
     """Everything an evaluation needs, prepared identically on every rank."""
@@ -190,7 +184,7 @@ def run_eval(cfg: DictConfig, overrides: Sequence[str] | None = None) -> EvalRes
             `CheckpointError`, `OutputExistsError`).
     """
     apply_trusted_targets(cfg)
-    overrides = _task_overrides() if overrides is None else list(overrides)
+    overrides = task_overrides() if overrides is None else list(overrides)
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
         raise ConfigError("missing ckpt_path=<checkpoint file>")
     ckpt_path = require_file(str(cfg.ckpt_path))

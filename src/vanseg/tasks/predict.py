@@ -160,7 +160,7 @@ def _check_output(targets: dict[Path, tuple[Path, Path]], output: Path, overwrit
     sources = {p.resolve() for p in targets}
     clobbered = [t for pair in targets.values() for t in pair if t.resolve() in sources]
     if clobbered:
-        raise ConfigError(
+        raise OutputExistsError(
             f"output={output} would write over input images ({_shown(clobbered)}); "
             "choose an output folder that holds no inputs"
         )

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import logging
-import netrc
-import os
 import signal
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
@@ -18,17 +15,22 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from vanseg.config.checks import check_train_config
-from vanseg.config.compose import model_config
+from vanseg.config.checks import (
+    check_train_config,
+    refuse_multirun_ddp,
+    resolve_sync_batchnorm,
+)
+from vanseg.config.compose import model_config, task_overrides
 from vanseg.config.hydra_callbacks import RESULT_FILE
 from vanseg.config.trust import apply_trusted_targets
-from vanseg.errors import ConfigError, DatasetError
+from vanseg.errors import DatasetError
 from vanseg.models.build import build_model_from_config
 from vanseg.training.checkpointing import keep_finite_checkpoint
 from vanseg.training.log_setup import configure_run_logging, stdout_is_terminal
+from vanseg.training.loggers import build_loggers
 from vanseg.training.module import NonFiniteLossError, SegmentationModule
 from vanseg.training.resume import remove_partial_writes, resolve_ckpt_path, resume_entry
-from vanseg.training.run_dir import check_run_folder, fresh_csv_version, write_results
+from vanseg.training.run_dir import check_run_folder, write_results
 from vanseg.training.signals import (
     AtomicCheckpointIO,
     CheckpointWriteError,
@@ -37,6 +39,7 @@ from vanseg.training.signals import (
     TrainingInterrupted,
     TrainingStopped,
 )
+from vanseg.utils.distributed import launcher_is_rank_zero
 
 __all__ = ["TrainingDataError", "train"]
 
@@ -47,53 +50,6 @@ class TrainingDataError(TrainingStopped, DatasetError):
     """A dataset file failed while training or validating; a checkpoint of the step was saved."""
 
     exit_code = 2
-
-
-def _is_rank_zero() -> bool:
-    return all(os.environ.get(k, "0") == "0" for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
-
-
-def _check_devices(trainer_cfg: DictConfig) -> dict[str, Any]:
-    """Resolve ``sync_batchnorm: auto`` and refuse device requests the machine cannot meet."""
-    accelerator = str(trainer_cfg.accelerator)
-    devices = trainer_cfg.devices
-    gpus = torch.cuda.device_count()
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and gpus > 0)
-    if on_gpu and isinstance(devices, int) and devices > gpus:
-        raise ConfigError(
-            f"trainer.devices={devices} asks for {devices} GPUs but this machine has {gpus}. "
-            f"Use trainer.devices<={gpus}, or trainer=ddp_cpu trainer.devices={devices} for CPU "
-            "processes."
-        )
-    sync = trainer_cfg.sync_batchnorm
-    if sync == "auto":
-        many = (
-            devices == -1 or (isinstance(devices, int) and devices > 1) or trainer_cfg.num_nodes > 1
-        )
-        sync = bool(on_gpu and many)
-    if sync and not on_gpu:
-        raise ConfigError(
-            "trainer.sync_batchnorm=true needs GPUs: SyncBatchNorm cannot train "
-            "on CPU (docs/pitfalls.md H1). Set trainer.sync_batchnorm=false."
-        )
-    return {"sync_batchnorm": sync}
-
-
-def _refuse_multirun_ddp(cfg: DictConfig) -> None:
-    """Hydra multirun + in-process DDP relaunches the sweep in every rank (docs/pitfalls.md F2)."""
-    try:
-        multirun = HydraConfig.get().mode == RunMode.MULTIRUN
-    except ValueError:  # not under @hydra.main
-        return
-    devices = cfg.trainer.devices
-    many = devices == -1 or (isinstance(devices, int) and devices > 1) or cfg.trainer.num_nodes > 1
-    if multirun and many and not os.environ.get("LOCAL_RANK"):
-        raise ConfigError(
-            "Hydra multirun (-m) cannot be combined with in-process multi-device DDP "
-            f"(trainer.devices={devices}): each relaunched rank would run the whole sweep. "
-            "Run the jobs one after another without -m, launch each run with torchrun/srun, "
-            "or use a launcher plugin that gives each job its own processes (README: Sweeps)."
-        )
 
 
 def _check_output_dir(cfg: DictConfig, ckpt_path: str | None) -> None:
@@ -110,7 +66,7 @@ def _check_output_dir(cfg: DictConfig, ckpt_path: str | None) -> None:
         and out.resolve() == Path(HydraConfig.get().runtime.output_dir).resolve()
     ):
         return
-    if _is_rank_zero():
+    if launcher_is_rank_zero():
         check_run_folder(out, ckpt_path, "paths.output_dir")
 
 
@@ -120,37 +76,11 @@ def _instantiate_all(node: DictConfig | None) -> list[Any]:
     return [instantiate(c) for c in node.values() if c is not None and "_target_" in c]
 
 
-def _wandb_credentials() -> bool:
-    """Whether wandb could log in: ``WANDB_API_KEY`` or a ``~/.netrc`` entry (``wandb login``)."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
+def _multirun() -> bool:
     try:
-        return netrc.netrc().authenticators("api.wandb.ai") is not None
-    except (OSError, netrc.NetrcParseError):
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:  # not under @hydra.main
         return False
-
-
-def _loggers(cfg: DictConfig, wandb_run_id: str | None) -> list[Any]:
-    loggers = []
-    for name, node in (cfg.get("logger") or {}).items():
-        if node is None:
-            continue
-        kwargs: dict[str, Any] = {}
-        if "CSVLogger" in node._target_ and isinstance(node.get("version"), str):
-            # a run resumed in its own folder gets a new CSV file
-            kwargs["version"] = fresh_csv_version(node.save_dir, node.name, node.version)
-        if "WandbLogger" in node._target_:
-            if node.offline == "auto":
-                kwargs["offline"] = not _wandb_credentials()
-            if wandb_run_id:
-                kwargs.update(id=wandb_run_id, resume="allow")
-        logger = instantiate(node, **kwargs)
-        init = getattr(logger, "_wandb_init", None)
-        if isinstance(init, dict) and init.get("anonymous") is None:
-            init.pop("anonymous", None)  # wandb warns about the deprecated setting, even unset
-        loggers.append(logger)
-        log.debug("logger %s", name)
-    return loggers
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -162,12 +92,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if not bar_on_terminal:  # in a file the text log replaces the bar
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     configure_run_logging(bar_on_terminal)
-    _refuse_multirun_ddp(cfg)
-    trainer_overrides = _check_devices(cfg.trainer)
+    refuse_multirun_ddp(cfg.trainer, _multirun())
+    trainer_overrides = {"sync_batchnorm": resolve_sync_batchnorm(cfg.trainer)}
     pl.seed_everything(cfg.seed, workers=True)
 
     datamodule = instantiate(cfg.data)
-    if _is_rank_zero():
+    if launcher_is_rank_zero():
         datamodule.prepare_data()  # data errors come before any model is built
 
     mcfg = model_config(cfg)
@@ -175,7 +105,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir, runs)
     _check_output_dir(cfg, ckpt_path)
     own_checkpoints = _checkpoint_dir(cfg, callbacks)
-    if own_checkpoints.is_dir() and _is_rank_zero():
+    if own_checkpoints.is_dir() and launcher_is_rank_zero():
         remove_partial_writes(own_checkpoints)  # saves a killed run never finished
     run_config = OmegaConf.to_container(cfg, resolve=True)
     meta: dict[str, Any] = {}
@@ -197,7 +127,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         run_config=run_config,
         **cfg.module,
     )
-    loggers = _loggers(cfg, meta.get("wandb_run_id"))
+    loggers = build_loggers(cfg.get("logger"), meta.get("wandb_run_id"))
     for logger in loggers:  # the resolved config, once (loggers write on rank 0 only)
         logger.log_hyperparams(run_config)
     for logger in loggers:
@@ -288,7 +218,7 @@ def _finish(
         "checkpoint": _last_checkpoint(trainer),
         "best_checkpoint": _best_checkpoint(trainer),
         "steps": trainer.global_step,
-        "overrides": _task_overrides(),
+        "overrides": task_overrides(),
         **(extra or {}),
     }
     if trainer.is_global_zero:
@@ -302,13 +232,6 @@ def _checkpoint_dir(cfg: DictConfig, callbacks: list[Any]) -> Path:
         if isinstance(cb, ModelCheckpoint) and cb.save_last and cb.dirpath:
             return Path(cb.dirpath)
     return Path(cfg.paths.output_dir) / "checkpoints"
-
-
-def _task_overrides() -> list[str]:
-    try:
-        return list(HydraConfig.get().overrides.task)
-    except ValueError:
-        return []
 
 
 def _last_checkpoint(trainer: pl.Trainer) -> str | None:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from vanseg.errors import USER_ERROR_EXIT, ConfigError, VansegError
+from vanseg.errors import USER_ERROR_EXIT, VansegError
 
 __all__ = [
     "DEBUG_ENV",
@@ -91,26 +91,6 @@ def _io_text(err: OSError) -> str:
         f"cannot write{where}: {err.strerror}. Free disk space, make the folder writable, or "
         "choose another output folder"
     )
-
-
-def refuse_bad_overrides(prog: str, config_name: str, argv: Sequence[str] | None = None) -> None:
-    """Compose the command line's overrides once before Hydra runs the task.
-
-    Hydra reports an unknown key (``Key 'x' is not in struct``) or group option and exits with
-    status 1, like a crash. Here the same text ends the command with vanseg's prefix and exit
-    status 2. Hydra's own flags (``-m``, ``--cfg``, ...) are left to Hydra.
-    """
-    from vanseg.config.compose import compose_config
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    if any(arg.startswith("-") for arg in args):
-        return
-    try:
-        compose_config(args, config_name=config_name, return_hydra_config=True)
-    except ConfigError as err:
-        hydra_text = str(err.__cause__ or err).strip()  # Hydra's whole message, as Hydra says it
-        print(format_error(prog, hydra_text), file=sys.stderr, flush=True)
-        raise SystemExit(USER_ERROR_EXIT) from None
 
 
 def user_errors(prog: str) -> Callable[[F], F]:

@@ -100,6 +100,15 @@ class Block(nn.Module):
         x = x + self.drop_path(self.layer_scale_2[:, None, None] * self.mlp(self.norm2(x)))
         return x
 
+    def fuse(self) -> nn.Module:
+        """The eval-mode twin with BatchNorms, layer scales and shortcut folded (inference)."""
+        from vanseg.accel.fold import fuse_children
+        from vanseg.models.backbones.van_fused import FoldedBlock
+
+        folded = FoldedBlock(self)
+        fuse_children(folded)  # its 1x1 convs as matrix products
+        return folded
+
 
 class OverlapPatchEmbed(nn.Module):
     """Strided conv (7x7 in the stem, 3x3 after) with bias, then BatchNorm."""
@@ -111,6 +120,12 @@ class OverlapPatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.proj(x))
+
+    def fuse(self) -> nn.Conv2d:
+        """The conv with the eval BatchNorm folded into its weight and bias (inference)."""
+        from vanseg.accel.fold import fold_batchnorm
+
+        return fold_batchnorm(self.proj, self.norm)
 
 
 class Stage(nn.Module):
@@ -143,6 +158,12 @@ class Stage(nn.Module):
         # LayerNorm in the token layout, as the original does (same numbers, same MACs).
         x = self.norm(x.flatten(2).transpose(1, 2))  # (B, H*W, C)
         return x.reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous()
+
+    def fuse(self) -> nn.Module:
+        """The eval-mode twin: folded patch embedding and blocks, LayerNorm on the NHWC view."""
+        from vanseg.models.backbones.van_fused import FastStage
+
+        return FastStage(self)
 
 
 class VAN(nn.Module):

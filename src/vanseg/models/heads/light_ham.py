@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from torch import nn
 
 from vanseg.models.heads.base import resize
 from vanseg.models.heads.ham import HamDecodeHead
@@ -49,3 +50,16 @@ class LightHamHead(HamDecodeHead):
         size = inputs[0].shape[2:]
         x = torch.cat([resize(level, size) for level in inputs], dim=1)  # (B, sum C, H/8, W/8)
         return self.classify(self.ham(x))
+
+    def fuse(self) -> nn.Module:
+        """The inference twin: the squeeze conv applied per stage before the resize.
+
+        :class:`~vanseg.models.heads.fused.FastLightHamHead`; it shares (and fuses) this
+        head's Hamburger, align and classifier, so call it on a copy (``vanseg.optimize`` does).
+        """
+        from vanseg.accel.fold import fuse_children
+        from vanseg.models.heads.fused import FastLightHamHead
+
+        twin = FastLightHamHead(self)
+        fuse_children(twin)
+        return twin

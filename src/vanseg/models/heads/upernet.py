@@ -80,3 +80,16 @@ class UPerHead(DecodeHead):
         outs.append(laterals[-1])
         size = outs[0].shape[2:]
         return [outs[0]] + [resize(o, size) for o in outs[1:]]  # all at 1/4
+
+    def fuse(self) -> nn.Module:
+        """The inference twin: this head with its convs fused (BatchNorms folded), wrapped so
+        that a Winograd ``fpn_bottleneck`` reads the four levels as parts.
+
+        Changes this head in place (the twin holds it): call it on a copy, as
+        ``vanseg.optimize`` does.
+        """
+        from vanseg.accel.fold import fuse_children
+        from vanseg.models.heads.fused import FastUPerHead
+
+        fuse_children(self)
+        return FastUPerHead(self)

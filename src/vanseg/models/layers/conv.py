@@ -70,3 +70,19 @@ class ConvNormAct(nn.Sequential):
             if norm is not None:
                 nn.init.ones_(norm.weight)
                 nn.init.zeros_(norm.bias)
+
+    def fuse(self) -> nn.Module:
+        """The inference twin: an eval BatchNorm folded into the conv, then the ReLU.
+
+        Without a BatchNorm (GroupNorm depends on the data) this block stays, with its conv
+        run as the fast path's conv (:func:`vanseg.accel.fold.fuse_module`).
+        """
+        from vanseg.accel.fold import fold_batchnorm, fuse_children, fuse_module
+
+        if not hasattr(self, "bn"):
+            fuse_children(self)
+            return self
+        layers = [fuse_module(fold_batchnorm(self.conv, self.bn))]
+        if hasattr(self, "activate"):
+            layers.append(nn.ReLU(inplace=True))
+        return nn.Sequential(*layers)
