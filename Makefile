@@ -66,9 +66,10 @@ lock:  ## re-resolve the newest allowed versions into requirements.lock (fresh .
 	$(MAKE) --no-print-directory install VENV=.venv-lock CONSTRAINTS=
 	.venv-lock/bin/python scripts/lock.py write .venv-lock/bin/python
 
-lint: $(STAMP)  ## ruff lint + format check
+lint: $(STAMP)  ## ruff lint + format check + the import layers (docs/architecture.md)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(STAMP)  ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .

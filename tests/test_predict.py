@@ -19,7 +19,8 @@ import vanseg
 from vanseg.config.compose import compose_config, model_config
 from vanseg.data.classes import ADE20K_PALETTE, generic_palette
 from vanseg.errors import ConfigError, DatasetError, InputNotFoundError, OutputExistsError
-from vanseg.inference.passes import InferenceProtocol, predict_mask, set_eval_seed
+from vanseg.inference.passes import predict_mask, set_eval_seed
+from vanseg.inference.protocol import InferenceProtocol
 from vanseg.inference.visualize import blend, palette_array
 from vanseg.tasks.predict import find_images, run_predict
 

@@ -19,8 +19,9 @@ from vanseg.checkpoint.metadata import ModelMeta
 from vanseg.config.compose import compose_config, model_config
 from vanseg.data.classes import generic_palette
 from vanseg.errors import ConfigError, DatasetError, InputNotFoundError, OutputExistsError
-from vanseg.inference.passes import InferenceProtocol, predict_mask, predict_probs
+from vanseg.inference.passes import predict_mask, predict_probs
 from vanseg.inference.passes import set_eval_seed as seed_nmf
+from vanseg.inference.protocol import InferenceProtocol
 from vanseg.tasks.predict import run_predict
 
 K = 5

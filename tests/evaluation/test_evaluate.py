@@ -22,7 +22,8 @@ from vanseg.errors import ConfigError, InputNotFoundError, OutputExistsError, Va
 from vanseg.evaluation.loop import evaluate_dataset
 from vanseg.evaluation.metrics import confusion_matrix
 from vanseg.inference.assemble import resolve_inference
-from vanseg.inference.passes import MS_RATIOS, InferenceProtocol, predict_probs, set_eval_seed
+from vanseg.inference.passes import predict_probs, set_eval_seed
+from vanseg.inference.protocol import MS_RATIOS, InferenceProtocol
 from vanseg.tasks.evaluate import RESULT_FILES, resolve_data_config, run_eval
 from vanseg.utils.distributed import worker_rank_overrides
 

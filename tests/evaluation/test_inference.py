@@ -15,19 +15,15 @@ from torch.utils._pytree import tree_leaves
 import vanseg
 from vanseg.inference import passes as inference
 from vanseg.inference.passes import (
-    MS_RATIOS,
-    InferenceProtocol,
-    keep_ratio_size,
-    multiple_size,
     predict_mask,
     predict_probs,
     predict_probs_tensor,
-    prepare_image,
     resize_rows,
-    resolve_protocol,
     set_eval_seed,
     slide_logits,
 )
+from vanseg.inference.preprocess import keep_ratio_size, multiple_size, prepare_image
+from vanseg.inference.protocol import MS_RATIOS, InferenceProtocol, resolve_protocol
 
 K = 4
 

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from tests.evaluation import original_test_pipeline as original
-from vanseg.inference.passes import MS_RATIOS, InferenceProtocol, pass_input
+from vanseg.inference.preprocess import pass_input
+from vanseg.inference.protocol import MS_RATIOS, InferenceProtocol
 
 # (h, w): keep-ratio size a multiple of 32 and not, long panoramas both ways, tiny images,
 # ADE's typical 512x683, odd sizes whose ratio-0.75 bounds round differently.

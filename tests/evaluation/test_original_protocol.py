@@ -21,7 +21,8 @@ from PIL import Image
 import vanseg
 from tests.evaluation import original_test_pipeline as original
 from vanseg.config.compose import compose_config, model_config
-from vanseg.inference.passes import MS_RATIOS, predict_mask, set_eval_seed
+from vanseg.inference.passes import predict_mask, set_eval_seed
+from vanseg.inference.protocol import MS_RATIOS
 from vanseg.tasks.evaluate import run_eval
 from vanseg.tasks.predict import run_predict
 

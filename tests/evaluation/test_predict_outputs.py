@@ -15,8 +15,9 @@ from PIL import Image
 import vanseg
 from vanseg.config.compose import compose_config, model_config
 from vanseg.errors import ConfigError, OutputExistsError
-from vanseg.inference.passes import InferenceProtocol
-from vanseg.tasks.predict import _OutputLock, run_predict
+from vanseg.inference.protocol import InferenceProtocol
+from vanseg.tasks.predict import run_predict
+from vanseg.tasks.predict_outputs import OutputLock
 
 FAST = InferenceProtocol(base_scale=None, mode="slide", crop=32, stride=32)
 
@@ -91,7 +92,7 @@ def test_a_second_run_into_the_same_folder_is_refused_while_the_first_runs(
 ) -> None:
     images = dataset(tmp_path / "data") / "images"
     out = tmp_path / "out"
-    with _OutputLock(out):  # the first run, still writing
+    with OutputLock(out):  # the first run, still writing
         with pytest.raises(ConfigError, match=r"another predict\.py \(process \d+\) is writing"):
             predict(checkpoint, images, out)
     assert not (out / "labels").exists()

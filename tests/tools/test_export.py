@@ -118,7 +118,7 @@ def test_bad_requests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -
     with pytest.raises(SystemExit) as exit_info:
         export.main([f"ckpt_path={tmp_path / 'missing.ckpt'}"])
     assert exit_info.value.code == 2
-    assert "export: error: checkpoint file not found" in capsys.readouterr().err
+    assert "export: error: checkpoint not found: ckpt_path=" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         export.main([f"ckpt_path={ckpt}", f"output={ckpt}", "overwrite=true"])
     assert exit_info.value.code == 2 and "is the input file" in capsys.readouterr().err

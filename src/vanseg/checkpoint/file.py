@@ -16,6 +16,7 @@ Writers: :func:`save_model` (converted and hand-saved models) and
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ __all__ = [
     "load_model",
     "make_entry",
     "model_from_checkpoint",
+    "model_with_weights",
     "read_checkpoint",
     "read_entry",
     "require_file",
@@ -170,11 +172,21 @@ def model_from_checkpoint(
         entry: Its entry from :func:`read_entry`, if read already.
     """
     entry = read_entry(ckpt, source) if entry is None else entry
-    model = build_model_from_config(entry["model"])
-    state = ckpt["state_dict"]
-    if state and all(k.startswith("model.") for k in state):  # a Lightning checkpoint
+    return model_with_weights(entry["model"], ckpt["state_dict"], f"checkpoint {source}")
+
+
+def model_with_weights(
+    model_cfg: Mapping[str, Any], state: Mapping[str, torch.Tensor], source: str
+) -> Segmentor:
+    """Build the model of a (gated) model config and load ``state`` strictly; eval mode.
+
+    The one way a model file becomes a model, for checkpoints and export folders alike.
+    ``model.``-prefixed keys (a Lightning checkpoint) are taken without the prefix.
+    """
+    model = build_model_from_config(json.loads(json.dumps(dict(model_cfg))))  # a private copy
+    if state and all(k.startswith("model.") for k in state):
         state = {k.removeprefix("model."): v for k, v in state.items()}
-    check_and_load(model, state, f"checkpoint {source}")
+    check_and_load(model, state, source)
     return model.eval()
 
 

@@ -28,12 +28,10 @@ import torch
 from torch import nn
 
 from vanseg._version import __version__
-from vanseg.checkpoint.file import LoadedCheckpoint
+from vanseg.checkpoint.file import LoadedCheckpoint, model_with_weights
 from vanseg.checkpoint.metadata import ModelMeta
 from vanseg.config.trust import check_model_config
 from vanseg.errors import CheckpointError, ConfigError
-from vanseg.models.build import build_model_from_config
-from vanseg.models.pretrained import check_and_load
 from vanseg.utils.atomic import refuse_existing, write_atomic
 
 __all__ = [
@@ -201,9 +199,8 @@ def load_pretrained(source: str | Path, **hub_options: Any) -> LoadedCheckpoint:
     if not weights.is_file():
         raise CheckpointError(f"{folder} has {CONFIG_NAME} but no {WEIGHTS_NAME}")
     state = _read_weights(weights)
-    model = build_model_from_config(json.loads(json.dumps(dict(meta.model))))  # a private copy
-    check_and_load(model, state, str(weights))
-    return LoadedCheckpoint(model.eval(), meta, config, weights)
+    model = model_with_weights(meta.model, state, str(weights))
+    return LoadedCheckpoint(model, meta, config, weights)
 
 
 def from_pretrained(source: str | Path, **hub_options: Any) -> nn.Module:

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from vanseg.config.trust import check_data_config
+from vanseg.config.trust import MODEL_KEYS, check_data_config
 from vanseg.data.classes import (
     ADE20K_NUM_CLASSES,
     IGNORE_INDEX,
@@ -53,7 +53,6 @@ FAMILY_HEADS = {
 MS_RATIOS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 #: ``ResizeToMultiple(size_divisor=32)`` of the ``ade20k.py`` test pipeline.
 ADE_TEST_SIZE_DIVISOR = 32
-_KEYS = ("backbone", "neck", "head", "aux_head")
 
 
 def family_of(model_cfg: Mapping[str, Any]) -> str:
@@ -151,7 +150,7 @@ class ModelMeta:
         cls, model_cfg: Mapping[str, Any], data: Mapping[str, Any] | None = None
     ) -> ModelMeta:
         """From a model config and a (resolved) ``data`` config node; ``None``: ADE defaults."""
-        model = {key: copy.deepcopy(model_cfg.get(key)) for key in _KEYS}
+        model = {key: copy.deepcopy(model_cfg.get(key)) for key in MODEL_KEYS}
         if not model["backbone"] or not model["head"]:
             raise CheckpointError(f"the model config lacks a backbone or head: {sorted(model_cfg)}")
         num_classes = _num_classes(model)
@@ -187,7 +186,7 @@ class ModelMeta:
     @classmethod
     def from_config(cls, cfg: Any) -> ModelMeta:
         """From a training config (``DictConfig`` or the run config stored in a checkpoint)."""
-        model_cfg = _node(cfg, "model") or {k: _node(cfg, k) for k in _KEYS}
+        model_cfg = _node(cfg, "model") or {k: _node(cfg, k) for k in MODEL_KEYS}
         return cls.from_model_and_data(model_cfg, _node(cfg, "data"))
 
     @classmethod

@@ -24,6 +24,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from vanseg.config.trust import MODEL_KEYS
 from vanseg.errors import USER_ERROR_EXIT, ConfigError, InputNotFoundError
 from vanseg.utils.cli import format_error
 
@@ -32,7 +33,6 @@ __all__ = [
     "hydra_config_path",
     "compose_config",
     "model_config",
-    "MODEL_KEYS",
     "NO_PRETRAINED",
     "PACKAGED_CONFIG",
     "refuse_bad_overrides",
@@ -43,7 +43,6 @@ __all__ = [
 NO_PRETRAINED = "backbone.pretrained=null"
 
 #: Top-level config nodes that describe the model (stored in every checkpoint).
-MODEL_KEYS = ("backbone", "neck", "head", "aux_head")
 
 #: The module that holds the installed configuration tree.
 PACKAGED_CONFIG = "vanseg.conf"

@@ -35,7 +35,7 @@ __all__ = [
     "apply_trusted_targets",
     "DATA_TARGETS",
     "MODEL_TARGETS",
-    "MODEL_NODES",
+    "MODEL_KEYS",
     "TIMM_ARGUMENTS",
     "check_data_config",
     "check_model_config",
@@ -80,7 +80,7 @@ TIMM_ARGUMENTS = frozenset(
     }
 )
 #: The nodes of a stored model config that may hold a ``_target_``.
-MODEL_NODES = ("backbone", "neck", "head", "aux_head")
+MODEL_KEYS = ("backbone", "neck", "head", "aux_head")
 _HYDRA_FLAGS = {"_partial_": bool, "_recursive_": bool, "_convert_": str}
 _CONVERT_MODES = {"none", "partial", "object", "all"}
 
@@ -203,14 +203,14 @@ def check_model_config(model_cfg: Any, source: str, root: str = "model") -> dict
     """
     if not isinstance(model_cfg, Mapping):
         raise _refuse(source, root, f"is a {type(model_cfg).__name__}, not a model config")
-    unexpected = sorted(str(k) for k in model_cfg if k not in MODEL_NODES)
+    unexpected = sorted(str(k) for k in model_cfg if k not in MODEL_KEYS)
     if unexpected:
         raise _refuse(source, f"{root}.{unexpected[0]}", "is not a model node")
-    for key in MODEL_NODES:
+    for key in MODEL_KEYS:
         _check_node(model_cfg.get(key), source, f"{root}.{key}", MODEL_TARGETS, timm=True)
     if not model_cfg.get("backbone") or not model_cfg.get("head"):
         raise _refuse(source, root, "lacks a backbone or a head")
-    out = {key: _plain_copy(model_cfg.get(key)) for key in MODEL_NODES}
+    out = {key: _plain_copy(model_cfg.get(key)) for key in MODEL_KEYS}
     if "pretrained" in out["backbone"] and out["backbone"]["_target_"] != TIMM_CREATE_MODEL:
         out["backbone"]["pretrained"] = None  # the weights come with the file
     return out

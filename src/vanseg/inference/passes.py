@@ -38,19 +38,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vanseg.data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    rescale_size,
-    resize_to_multiple_size,
-)
-from vanseg.inference.protocol import AUG_TEST_NAME, MS_RATIOS, InferenceProtocol, resolve_protocol
+from vanseg.inference.preprocess import as_uint8_rgb, pass_input
+from vanseg.inference.protocol import InferenceProtocol
 from vanseg.models.layers.matrix_decomposition import NMF2D
 
 #: Largest ``K x H x W`` float32 probability map (in bytes) that :func:`predict_mask` computes
@@ -59,22 +53,11 @@ from vanseg.models.layers.matrix_decomposition import NMF2D
 MASK_BAND_BYTES = 512 * 2**20
 
 __all__ = [
-    "AUG_TEST_NAME",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "MS_RATIOS",
-    "InferenceProtocol",
     "MASK_BAND_BYTES",
-    "keep_ratio_size",
-    "multiple_size",
-    "normalize",
-    "pass_input",
     "predict_mask",
     "predict_probs",
     "predict_probs_tensor",
-    "prepare_image",
     "resize_rows",
-    "resolve_protocol",
     "set_eval_seed",
     "slide_logits",
 ]
@@ -89,129 +72,6 @@ def set_eval_seed(model: nn.Module, seed: int | None) -> int:
     for module in modules:
         module.eval_seed = seed
     return len(modules)
-
-
-def keep_ratio_size(height: int, width: int, scale: Sequence[int]) -> tuple[int, int]:
-    """``(h, w)`` after mmcv's keep-ratio rescale into ``scale = (long, short)`` bounds.
-
-    The factor is ``min(long / max(h, w), short / min(h, w))``; each side becomes
-    ``int(side * factor + 0.5)``.
-    """
-    width, height = rescale_size(width, height, scale)
-    return height, width
-
-
-def multiple_size(height: int, width: int, divisor: int) -> tuple[int, int]:
-    """``(ceil(h / d) * d, ceil(w / d) * d)``, the target of ``ResizeToMultiple``."""
-    width, height = resize_to_multiple_size(width, height, divisor)
-    return height, width
-
-
-def _rescaled_size(
-    height: int, width: int, protocol: InferenceProtocol, ratio: float
-) -> tuple[int, int]:
-    """Size after ``Resize(keep_ratio=True)`` at ``ratio`` (before any ResizeToMultiple).
-
-    A side that the formula rounds to 0 pixels (a 1 x 5000 panorama into (2048, 512)) is kept
-    at 1 pixel by `rescale_size`; the original fails in ``cv2.resize`` there.
-    """
-    if protocol.base_scale is not None:
-        # MultiScaleFlipAug scales the (w, h) = (2048, 512) bounds and truncates with int().
-        bounds = (int(protocol.base_scale[0] * ratio), int(protocol.base_scale[1] * ratio))
-        return keep_ratio_size(height, width, bounds)
-    if ratio != 1.0:
-        return keep_ratio_size(height, width, (ratio * max(height, width),) * 2)
-    return height, width
-
-
-def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """mmcv ``imresize``: cv2 bilinear on the uint8 image (a same-size resize is a copy)."""
-    if size == image.shape[:2]:
-        return image
-    return cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-
-
-def normalize(
-    image: np.ndarray,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
-) -> torch.Tensor:
-    """RGB uint8 ``(H, W, 3)`` -> normalised float32 ``(1, 3, H, W)``, as the original computes it.
-
-    mmseg's ``Normalize`` stores ``mean`` and ``std`` as float32 arrays; mmcv's ``imnormalize_``
-    converts the image to float32, then calls ``cv2.subtract`` with the float64 of that mean and
-    ``cv2.multiply`` with ``1 / float64(std)``. These are the same calls with the same dtypes,
-    so whatever an OpenCV release does with them (5.0 forms the product in float64, 5.1 in
-    float32) it does for both. (The BGR -> RGB swap the original does first is exact; ``image``
-    is RGB already.)
-
-    One deliberate difference: OpenCV 5.1 mishandles a one-pixel-wide 3-channel array (it
-    neither writes in place nor returns the right shape, docs/pitfalls.md M1c), so the original
-    feeds such an image unnormalised. Here the image is viewed as one row of pixels, ``(1, N,
-    3)``, which OpenCV processes like the contiguous ``(H, W, 3)`` array (elementwise ops run on
-    a continuous array as one long row), and a single pixel is doubled first.
-    """
-    height, width = image.shape[:2]
-    mean32 = np.array(mean, dtype=np.float32)
-    std32 = np.array(std, dtype=np.float32)
-    mean64 = np.float64(mean32.reshape(1, -1))
-    stdinv = 1 / np.float64(std32.reshape(1, -1))
-    pixels = np.array(image, dtype=np.float32).reshape(1, height * width, 3)  # a fresh copy
-    if pixels.shape[1] == 1:
-        pixels = np.repeat(pixels, 2, axis=1)
-    _in_place(cv2.subtract(pixels, mean64, pixels), pixels)
-    _in_place(cv2.multiply(pixels, stdinv, pixels), pixels)
-    out = pixels[:, : height * width].reshape(height, width, 3)
-    return torch.from_numpy(out).permute(2, 0, 1).unsqueeze(0)
-
-
-def _in_place(result: np.ndarray, target: np.ndarray) -> None:
-    if result is not target:
-        raise RuntimeError(
-            f"OpenCV {cv2.__version__} did not write a {target.shape} float32 array in place; "
-            "install the versions in requirements.lock (docs/pitfalls.md M1c)"
-        )
-
-
-def _as_uint8_rgb(image: np.ndarray | torch.Tensor) -> np.ndarray:
-    if isinstance(image, torch.Tensor):
-        image = image.detach().cpu().numpy()
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(
-            f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {tuple(image.shape)}; "
-            "use predict_probs_tensor for already normalised tensors"
-        )
-    if 0 in image.shape:
-        raise ValueError(f"the image is empty, shape {tuple(image.shape)}; pass at least 1x1 pixel")
-    return image
-
-
-def pass_input(
-    image: np.ndarray | torch.Tensor,
-    protocol: InferenceProtocol,
-    ratio: float = 1.0,
-    flip: bool = False,
-) -> torch.Tensor:
-    """The network input ``(1, 3, h, w)`` of one pass, bit for bit as the original builds it.
-
-    Keep-ratio resize of the original uint8 image, ResizeToMultiple of *that* uint8 result,
-    flip, mmcv normalisation (see the module docstring). Every caller (whole, slide, TTA,
-    ``eval.py``, ``predict.py``) builds its inputs here.
-    """
-    rgb = _as_uint8_rgb(image)
-    rgb = _resize(rgb, _rescaled_size(rgb.shape[0], rgb.shape[1], protocol, ratio))
-    if protocol.size_divisor:
-        rgb = _resize(rgb, multiple_size(rgb.shape[0], rgb.shape[1], protocol.size_divisor))
-    if flip:
-        rgb = rgb[:, ::-1]
-    return normalize(rgb, protocol.mean, protocol.std)
-
-
-def prepare_image(
-    image: np.ndarray | torch.Tensor, protocol: InferenceProtocol, ratio: float = 1.0
-) -> torch.Tensor:
-    """The unflipped network input of one pass: :func:`pass_input` with ``flip=False``."""
-    return pass_input(image, protocol, ratio)
 
 
 def slide_logits(model: nn.Module, images: torch.Tensor, crop: int, stride: int) -> torch.Tensor:
@@ -336,7 +196,7 @@ def predict_probs(
         protocol: Resizing, mode and TTA.
         out_size: ``(H, W)`` of the output; defaults to the image's own size (the label size).
     """
-    rgb = _as_uint8_rgb(image)
+    rgb = as_uint8_rgb(image)
     size = _out_size(rgb, out_size)
     return _average(_pass_logits(model, rgb, protocol), protocol, size)
 
@@ -439,7 +299,7 @@ def predict_mask(
     from the full computation only where two classes' averaged probabilities tie within float
     rounding (about 1e-6).
     """
-    rgb = _as_uint8_rgb(image)
+    rgb = as_uint8_rgb(image)
     size = _out_size(rgb, out_size)
     passes = _pass_logits(model, rgb, protocol)
     first = next(passes)

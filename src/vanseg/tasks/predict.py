@@ -23,7 +23,6 @@ from __future__ import annotations
 import glob
 import json
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,13 +38,19 @@ from vanseg.errors import (
     ConfigError,
     DatasetError,
     InputNotFoundError,
-    OutputExistsError,
     VansegError,
 )
 from vanseg.inference.assemble import FROM_CHECKPOINT
 from vanseg.inference.protocol import InferenceProtocol
 from vanseg.segmenter import Segmenter
-from vanseg.utils.atomic import refuse_existing, write_atomic
+from vanseg.tasks.predict_outputs import (
+    OutputLock,
+    check_output_folder,
+    check_outputs,
+    output_targets,
+    shown,
+)
+from vanseg.utils.atomic import write_atomic
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -60,7 +65,6 @@ log = logging.getLogger(__name__)
 
 #: Extensions (lower case) that a folder or glob input treats as images.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-_SHOWN = 5
 
 
 @dataclass
@@ -81,11 +85,6 @@ class PredictReport:
 
 def _is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
-
-
-def _shown(paths: Sequence[Path | str]) -> str:
-    more = f" and {len(paths) - _SHOWN} more" if len(paths) > _SHOWN else ""
-    return ", ".join(str(p) for p in paths[:_SHOWN]) + more
 
 
 def find_images(spec: str | Path) -> tuple[list[Path], list[Path]]:
@@ -113,136 +112,11 @@ def find_images(spec: str | Path) -> tuple[list[Path], list[Path]]:
     images = [p for p in files if _is_image(p)]
     ignored = [p for p in files if not _is_image(p)]
     if not images:
-        found = f"; it holds only {_shown(ignored)}" if ignored else ""
+        found = f"; it holds only {shown(ignored)}" if ignored else ""
         raise ConfigError(
             f"{where} holds no images with extensions {', '.join(IMAGE_EXTENSIONS)}{found}"
         )
     return images, ignored
-
-
-def _targets(images: Sequence[Path], output: Path) -> dict[Path, tuple[Path, Path]]:
-    by_stem: dict[str, list[Path]] = {}
-    for path in images:
-        by_stem.setdefault(path.stem, []).append(path)
-    clashes = [p for paths in by_stem.values() if len(paths) > 1 for p in paths]
-    if clashes:
-        raise ConfigError(
-            f"several inputs share a file name and would write the same outputs: {_shown(clashes)}"
-            "; predict them into separate output folders"
-        )
-    return {
-        p: (output / "labels" / f"{p.stem}.png", output / "overlays" / f"{p.stem}.jpg")
-        for p in images
-    }
-
-
-def _check_output_folder(output: Path, images: Sequence[Path]) -> None:
-    """Refuse an ``output`` that is a file or lies under one (the input image, say)."""
-    existing = next(p for p in (output, *output.parents) if p.exists())
-    if existing.is_dir():
-        return
-    where = "is a file" if existing == output else f"lies under {existing}, a file"
-    if existing.resolve() in {p.resolve() for p in images}:
-        where += ", the input image itself" if existing == output else " (the input image)"
-    raise ConfigError(
-        f"output={output} {where}; give a folder for labels/ and overlays/ (created if needed), "
-        f"e.g. output={existing.parent / 'predictions'}"
-    )
-
-
-def _check_output(targets: dict[Path, tuple[Path, Path]], output: Path, overwrite: bool) -> None:
-    """Refuse outputs that would replace an input, or files that predict.py did not write.
-
-    ``overwrite=true`` replaces only the outputs of an earlier prediction into ``output``: the
-    label PNGs and overlays of the images listed in its ``report.json``. Any other existing
-    file there (ground-truth labels, say) is never replaced, and an input never.
-    """
-    sources = {p.resolve() for p in targets}
-    clobbered = [t for pair in targets.values() for t in pair if t.resolve() in sources]
-    if clobbered:
-        raise OutputExistsError(
-            f"output={output} would write over input images ({_shown(clobbered)}); "
-            "choose an output folder that holds no inputs"
-        )
-    outputs = [t for pair in targets.values() for t in pair]
-    refuse_existing([*outputs, output / "report.json"], overwrite)
-    existing = [t for t in outputs if t.exists()]
-    ours = _earlier_outputs(output)
-    foreign = [t for t in existing if t.resolve() not in ours]
-    if foreign:
-        raise OutputExistsError(
-            f"{_shown(foreign)} exist but were not written by predict.py into {output} (not in "
-            f"its report.json); overwrite=true replaces only earlier predictions, so choose "
-            "another output folder"
-        )
-
-
-def _earlier_outputs(output: Path) -> set[Path]:
-    """The label PNGs and overlays that the ``report.json`` in ``output`` says were written."""
-    try:
-        written = json.loads((output / "report.json").read_text())["written"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return set()
-    stems = {Path(str(p)).stem for p in written}
-    return {(output / "labels" / f"{s}.png").resolve() for s in stems} | {
-        (output / "overlays" / f"{s}.jpg").resolve() for s in stems
-    }
-
-
-class _OutputLock:
-    """``<output>/.predict.lock`` for the length of a run: two runs never share a folder.
-
-    The lock holds the process id; a lock whose process is gone (a killed run) is taken over
-    with a log line.
-    """
-
-    def __init__(self, output: Path) -> None:
-        self.path = output / ".predict.lock"
-
-    def __enter__(self) -> _OutputLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                pid = self._owner()
-                if pid is None:  # not a lock this module wrote: never delete it
-                    raise ConfigError(
-                        f"{self.path} exists but is not a predict.py lock; remove it or choose "
-                        "another output folder"
-                    ) from None
-                if _alive(pid):
-                    raise ConfigError(
-                        f"another predict.py (process {pid}) is writing into "
-                        f"{self.path.parent}; wait for it to finish or choose another output "
-                        "folder"
-                    ) from None
-                log.warning("removing the stale lock %s (process %s is gone)", self.path, pid)
-                self.path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(str(os.getpid()))
-            return self
-        raise ConfigError(f"cannot lock {self.path.parent}: remove {self.path} and try again")
-
-    def __exit__(self, *exc: object) -> None:
-        self.path.unlink(missing_ok=True)
-
-    def _owner(self) -> int | None:
-        try:
-            return int(self.path.read_text().strip())
-        except (OSError, ValueError):
-            return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def predict_images(
@@ -275,11 +149,11 @@ def predict_images(
     if not 0.0 <= opacity <= 1.0:
         raise ConfigError(f"opacity={opacity} is outside [0, 1]")
     output = Path(output)
-    _check_output_folder(output, images)
-    targets = _targets(images, output)
-    _check_output(targets, output, overwrite)
-    with _OutputLock(output):
-        _check_output(targets, output, overwrite)  # again, now that no other run can write
+    check_output_folder(output, images)
+    targets = output_targets(images, output)
+    check_outputs(targets, output, overwrite)
+    with OutputLock(output):
+        check_outputs(targets, output, overwrite)  # again, now that no other run can write
         return _predict_locked(
             segmenter, images, output, opacity, skip_unreadable, progress, legend
         )
@@ -355,7 +229,7 @@ def run_predict(
         precision, fast: See `vanseg.Segmenter` (give each once: here or in ``inference``).
     """
     images, ignored = find_images(input)
-    _check_output_folder(Path(output), images)  # before the checkpoint loads
+    check_output_folder(Path(output), images)  # before the checkpoint loads
     require_file(ckpt_path)  # before the checkpoint loads, as the images were checked
     segmenter = Segmenter.from_checkpoint(
         ckpt_path,
@@ -405,7 +279,7 @@ def _print_report(report: PredictReport, output: Path) -> None:
             console.print(f"  {path}: {reason}")
     if report.ignored:
         console.print(f"ignored {len(report.ignored)} files without an image extension:")
-        console.print(f"  {_shown(report.ignored)}")
+        console.print(f"  {shown(report.ignored)}")
 
 
 def predict_task(cfg: DictConfig) -> PredictReport:

@@ -49,8 +49,8 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
+from vanseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from vanseg.errors import ConfigError, VansegError
-from vanseg.inference.passes import IMAGENET_MEAN, IMAGENET_STD
 from vanseg.models.layers.matrix_decomposition import NMF2D
 from vanseg.utils.atomic import atomic_path, check_destination
 from vanseg.utils.cli import split_overrides, user_errors

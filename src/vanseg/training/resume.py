@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vanseg.checkpoint.file import read_checkpoint, read_entry, require_file, stored_step
+from vanseg.config.trust import MODEL_KEYS
 from vanseg.errors import CheckpointError, InputNotFoundError
 from vanseg.utils.safe_load import diagnose, is_intact
 
@@ -227,7 +228,7 @@ def resume_entry(
     entry = read_entry(ckpt, path)  # the model config through the gate (vanseg.config.trust)
     stored, current = _essentials(entry["model"]), _essentials(model_cfg)
     if stored != current:
-        diff = [k for k in ("backbone", "neck", "head", "aux_head") if stored[k] != current[k]]
+        diff = [k for k in MODEL_KEYS if stored[k] != current[k]]
         raise CheckpointError(
             f"ckpt_path={path} holds a different model: {', '.join(diff)} differ.\n"
             f"checkpoint: {json.dumps({k: stored[k] for k in diff})}\n"

@@ -1,0 +1,155 @@
+"""Where ``predict.py`` writes, and what it may replace there.
+
+* every input image ``<name>.<ext>`` gets ``labels/<name>.png`` and ``overlays/<name>.jpg``;
+* an input is never an output, and ``overwrite=true`` replaces only the outputs that an earlier
+  prediction into the same folder lists in its ``report.json`` (`refuse_existing` for the rest);
+* a ``.predict.lock`` (holding the pid) keeps a second run out while one writes; a lock file that
+  predict.py did not write is refused, never deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from vanseg.errors import ConfigError, OutputExistsError
+from vanseg.utils.atomic import refuse_existing
+
+__all__ = ["OutputLock", "check_output_folder", "check_outputs", "output_targets", "shown"]
+
+log = logging.getLogger("vanseg")
+_SHOWN = 5
+
+
+def shown(paths: Sequence[Path | str]) -> str:
+    """The first few paths, and how many more."""
+    more = f" and {len(paths) - _SHOWN} more" if len(paths) > _SHOWN else ""
+    return ", ".join(map(str, paths[:_SHOWN])) + more
+
+
+def output_targets(images: Sequence[Path], output: Path) -> dict[Path, tuple[Path, Path]]:
+    by_stem: dict[str, list[Path]] = {}
+    for path in images:
+        by_stem.setdefault(path.stem, []).append(path)
+    clashes = [p for paths in by_stem.values() if len(paths) > 1 for p in paths]
+    if clashes:
+        raise ConfigError(
+            f"several inputs share a file name and would write the same outputs: {shown(clashes)}"
+            "; predict them into separate output folders"
+        )
+    return {
+        p: (output / "labels" / f"{p.stem}.png", output / "overlays" / f"{p.stem}.jpg")
+        for p in images
+    }
+
+
+def check_output_folder(output: Path, images: Sequence[Path]) -> None:
+    """Refuse an ``output`` that is a file or lies under one (the input image, say)."""
+    existing = next(p for p in (output, *output.parents) if p.exists())
+    if existing.is_dir():
+        return
+    where = "is a file" if existing == output else f"lies under {existing}, a file"
+    if existing.resolve() in {p.resolve() for p in images}:
+        where += ", the input image itself" if existing == output else " (the input image)"
+    raise ConfigError(
+        f"output={output} {where}; give a folder for labels/ and overlays/ (created if needed), "
+        f"e.g. output={existing.parent / 'predictions'}"
+    )
+
+
+def check_outputs(targets: dict[Path, tuple[Path, Path]], output: Path, overwrite: bool) -> None:
+    """Refuse outputs that would replace an input, or files that predict.py did not write.
+
+    ``overwrite=true`` replaces only the outputs of an earlier prediction into ``output``: the
+    label PNGs and overlays of the images listed in its ``report.json``. Any other existing
+    file there (ground-truth labels, say) is never replaced, and an input never.
+    """
+    sources = {p.resolve() for p in targets}
+    clobbered = [t for pair in targets.values() for t in pair if t.resolve() in sources]
+    if clobbered:
+        raise OutputExistsError(
+            f"output={output} would write over input images ({shown(clobbered)}); "
+            "choose an output folder that holds no inputs"
+        )
+    outputs = [t for pair in targets.values() for t in pair]
+    refuse_existing([*outputs, output / "report.json"], overwrite)
+    existing = [t for t in outputs if t.exists()]
+    ours = _earlier_outputs(output)
+    foreign = [t for t in existing if t.resolve() not in ours]
+    if foreign:
+        raise OutputExistsError(
+            f"{shown(foreign)} exist but were not written by predict.py into {output} (not in "
+            f"its report.json); overwrite=true replaces only earlier predictions, so choose "
+            "another output folder"
+        )
+
+
+def _earlier_outputs(output: Path) -> set[Path]:
+    """The label PNGs and overlays that the ``report.json`` in ``output`` says were written."""
+    try:
+        written = json.loads((output / "report.json").read_text())["written"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+    stems = {Path(str(p)).stem for p in written}
+    return {(output / "labels" / f"{s}.png").resolve() for s in stems} | {
+        (output / "overlays" / f"{s}.jpg").resolve() for s in stems
+    }
+
+
+class OutputLock:
+    """``<output>/.predict.lock`` for the length of a run: two runs never share a folder.
+
+    The lock holds the process id; a lock whose process is gone (a killed run) is taken over
+    with a log line.
+    """
+
+    def __init__(self, output: Path) -> None:
+        self.path = output / ".predict.lock"
+
+    def __enter__(self) -> OutputLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                pid = self._owner()
+                if pid is None:  # not a lock this module wrote: never delete it
+                    raise ConfigError(
+                        f"{self.path} exists but is not a predict.py lock; remove it or choose "
+                        "another output folder"
+                    ) from None
+                if _alive(pid):
+                    raise ConfigError(
+                        f"another predict.py (process {pid}) is writing into "
+                        f"{self.path.parent}; wait for it to finish or choose another output "
+                        "folder"
+                    ) from None
+                log.warning("removing the stale lock %s (process %s is gone)", self.path, pid)
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            return self
+        raise ConfigError(f"cannot lock {self.path.parent}: remove {self.path} and try again")
+
+    def __exit__(self, *exc: object) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def _owner(self) -> int | None:
+        try:
+            return int(self.path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
