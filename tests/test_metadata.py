@@ -62,13 +62,13 @@ def test_train_config_and_round_trip() -> None:
     cfg = compose_config(
         ["backbone=van_test", "head=hamnet", "data=synthetic", "data.eval_scale=[384,96]"]
     )
-    meta = ModelMeta.from_config(cfg)
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    meta = ModelMeta.from_model_and_data(model_config(cfg), data)
     assert meta.family == "hamnet" and meta.num_classes == 8 and meta.data_name == "synthetic"
     assert meta.test_protocol["base_scale"] == [384, 96]
     assert meta.class_names[0] == "stripes_0"  # the generator's texture names
     plain = json.loads(json.dumps(meta.to_dict()))
     assert ModelMeta.from_dict(plain) == meta
-    data = OmegaConf.to_container(cfg.data, resolve=True)
     stored = {"vanseg": {"model": model_config(cfg), "config": {"data": data}}}
     assert meta_of(stored) == meta
 

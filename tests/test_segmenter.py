@@ -239,7 +239,6 @@ def test_build_gives_ade_metadata() -> None:
 def test_precision_and_fast_use_vanseg_optimize(
     segmenter: vanseg.Segmenter, checkpoint: Path, image_file: Path
 ) -> None:
-    pytest.importorskip("vanseg.accel.optimize", reason="vanseg.optimize (issue 11) not merged yet")
     reference = segmenter(image_file, probs=True).probs
     fast = vanseg.Segmenter.from_checkpoint(
         checkpoint, inference=SMALL, eval_seed=0, fast=True, device="cpu"
@@ -252,3 +251,20 @@ def test_precision_and_fast_use_vanseg_optimize(
     assert np.abs(bf16(image_file, probs=True).probs - reference).max() < 0.1
     with pytest.raises(vanseg.errors.VansegError, match="precision"):
         vanseg.Segmenter.from_checkpoint(checkpoint, precision="fp8", device="cpu")
+
+
+def test_precision_is_given_once(checkpoint: Path) -> None:
+    """precision/fast come as arguments or as inference options; two different values are an
+    error (the inference dict used to win silently), the same value twice is fine."""
+    with pytest.raises(ConfigError, match=r"precision is given twice.*bf16.*fp32"):
+        vanseg.Segmenter.from_checkpoint(
+            checkpoint, inference={**SMALL, "precision": "fp32"}, precision="bf16", device="cpu"
+        )
+    with pytest.raises(ConfigError, match="fast is given twice"):
+        vanseg.Segmenter.from_checkpoint(
+            checkpoint, inference={**SMALL, "fast": False}, fast=True, device="cpu"
+        )
+    same = vanseg.Segmenter.from_checkpoint(
+        checkpoint, inference={**SMALL, "precision": "fp32"}, precision="fp32", device="cpu"
+    )
+    assert same.precision == "fp32" and same.runner.forward is same.model

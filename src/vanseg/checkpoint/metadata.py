@@ -100,16 +100,6 @@ def _num_classes(model_cfg: Mapping[str, Any]) -> int:
     return int(head["num_classes"])
 
 
-def _node(cfg: Any, key: str) -> Any:
-    """``cfg[key]`` as plain, resolved containers; only this node is resolved (not the paths)."""
-    from omegaconf import OmegaConf
-
-    value = cfg.get(key) if isinstance(cfg, Mapping) or OmegaConf.is_config(cfg) else None
-    if OmegaConf.is_config(value):
-        return OmegaConf.to_container(value, resolve=True)
-    return copy.deepcopy(value)
-
-
 @dataclass(frozen=True)
 class ModelMeta:
     """Everything besides the weights that inference needs, as plain immutable values.
@@ -182,12 +172,6 @@ class ModelMeta:
             test_protocol=family_protocol(family, scale, divisor),
             data_name=str(data.get("name", "ade20k")),
         )
-
-    @classmethod
-    def from_config(cls, cfg: Any) -> ModelMeta:
-        """From a training config (``DictConfig`` or the run config stored in a checkpoint)."""
-        model_cfg = _node(cfg, "model") or {k: _node(cfg, k) for k in MODEL_KEYS}
-        return cls.from_model_and_data(model_cfg, _node(cfg, "data"))
 
     @classmethod
     def from_entry(cls, entry: Mapping[str, Any], source: str = "checkpoint") -> ModelMeta:
