@@ -81,14 +81,17 @@ def scale_output(conv: nn.Conv2d, scale: torch.Tensor, extra_bias: torch.Tensor)
 
 
 def fuse_module(module: nn.Module) -> nn.Module:
-    """The inference twin of ``module``: its own ``fuse()``, else the generic rule.
+    """The inference twin of ``module``: its own ``fuse()`` (vanseg's models), else the generic
+    rule.
 
     Generic rule: a dense 1x1 conv runs as a matrix product (:class:`PointwiseConv`), any other
     dense conv on an NCHW input (:class:`NCHWConv`; oneDNN's dense k x k convs are slower in
     channels_last on CPU); any other module stays and has its children fused in place.
     """
     fuse = getattr(module, "fuse", None)
-    if callable(fuse):
+    # Only vanseg's own fuse() methods: another library's method of that name (a timm block,
+    # say) may mean something else.
+    if callable(fuse) and getattr(fuse, "__module__", "").startswith("vanseg."):
         return fuse()
     if is_pointwise(module):
         return PointwiseConv(module)

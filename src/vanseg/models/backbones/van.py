@@ -8,7 +8,9 @@ renaming is :func:`checkpoint_filter_fn`), per-stage strides are an argument, th
 drop-path rate is configurable for every size, and unused PVT arguments are gone.
 
 The sizes (``van_tiny``..``van_large``, ``van_test``) are timm-registered functions in
-:mod:`vanseg.models.backbones.van_variants`.
+:mod:`vanseg.models.backbones.van_variants`. ``Block``, ``OverlapPatchEmbed`` and ``Stage`` own a
+``fuse()`` returning their folded inference twin (:mod:`vanseg.models.backbones.van_fused`,
+imported only then).
 """
 
 from __future__ import annotations
