@@ -7,7 +7,7 @@ Inference (eval, ``--batch`` images of 3xSxS, default 1): the plain eager float3
 segmentor (the original's speed) and :func:`vanseg.optimize` at each ``--precisions`` (plus
 compiled variants with ``--compile``). Training (``--train``, batch 2): forward + loss +
 backward + AdamW step of the plain model (for-loop AdamW) and of the training levers of
-``module.*`` (compile, fused AdamW, channels_last; :mod:`vanseg.training.speed`).
+``module.*`` (compile, fused AdamW, channels_last; `vanseg.training.module`).
 
 Every configuration gets ``--warmup`` untimed calls; then ``--rounds`` rounds each time every
 configuration once, in turn (interleaved, so load changes on a shared machine hit all alike).

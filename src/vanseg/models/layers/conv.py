@@ -12,8 +12,8 @@ from torch import nn
 
 __all__ = ["ConvNormAct", "NORM_LAYERS"]
 
-#: Short norm names accepted by ``ConvNormAct(norm=...)``; the value is the attribute name.
-NORM_LAYERS = {"bn": "bn", "gn": "gn"}
+#: Norms accepted by ``ConvNormAct(norm=...)``; each is also the submodule's name.
+NORM_LAYERS = ("bn", "gn")
 
 
 class ConvNormAct(nn.Sequential):
