@@ -6,9 +6,9 @@
 
 A checkpoint (or exported folder) carries a `ModelMeta`: class names, palette, normalisation
 and the default test protocol of the model's family (keep-ratio scale, ResizeToMultiple
-divisor, ratios). The segmenter runs exactly that protocol, built by the same
-`resolve_inference` as ``eval.py``, so its masks are those of ``eval.py`` and ``predict.py``
-(which is a loop over a segmenter). Paths are read by the data pipeline's reader
+divisor, ratios). The segmenter runs exactly that protocol, assembled by the same
+`vanseg.inference.assemble.assemble` as ``eval.py``, so its masks are those of ``eval.py`` and
+``predict.py`` (which is a loop over a segmenter). Paths are read by the data pipeline's reader
 (`vanseg.data.ade20k.load_image`: PIL, RGB, no EXIF rotation); PIL images are converted the same
 way; arrays must be RGB ``uint8`` ``(H, W, 3)``.
 
@@ -197,17 +197,23 @@ class Segmenter:
         model: A vanseg segmentor (moved to ``device``, eval mode).
         meta: Its metadata (class names, palette, normalisation, default test protocol).
         inference: ``inference`` options as in ``conf/predict.yaml`` (``mode``, ``crop``, ...);
-            missing keys and ``"checkpoint"`` values take the checkpoint's protocol. Its
-            ``precision`` and ``fast`` keys, if present, win over the arguments below.
+            missing keys and ``"checkpoint"`` values take the checkpoint's protocol. It may
+            hold ``precision`` and ``fast`` instead of the arguments below (not both ways).
         tta: ``None`` or ``"ms_flip"`` (the published multi-scale + flip test).
         protocol: A ready protocol instead of ``inference``/``tta`` (its own normalisation).
-        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast; `vanseg.accel.optimize.for_inference`).
-        fast: Run the folded, channels-last copy of `vanseg.optimize` (fp32 within 1e-4).
+        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast; `vanseg.accel.optimize.for_inference`);
+            ``None``: ``inference``'s, else fp32.
+        fast: Run the folded, channels-last copy of `vanseg.optimize` (fp32 within 1e-4);
+            ``None``: ``inference``'s, else false.
         palette: Colours instead of the checkpoint's: ``"ade20k"``, ``None`` (generated) or
             ``[[r, g, b], ...]``; ``"checkpoint"`` keeps the checkpoint's.
         eval_seed: Ham heads: fix the NMF bases (repeatable masks); ``None`` keeps the
             original's fresh random bases.
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda:0"``, ...
+
+    Raises:
+        ConfigError: ``precision`` or ``fast`` given both as an argument and in ``inference``
+            with different values, or an invalid option.
     """
 
     def __init__(
