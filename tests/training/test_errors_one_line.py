@@ -13,6 +13,7 @@ import torch
 
 import vanseg
 from tests.training.test_train import _run
+from vanseg.checkpoint import file as checkpoint_file
 from vanseg.checkpoint.metadata import ModelMeta
 from vanseg.config.checks import check_devices_exist, check_train_config
 from vanseg.config.compose import compose_config, config_dir, model_config
@@ -73,7 +74,7 @@ def test_a_full_disk_during_a_save_stops_with_one_line_and_keeps_the_last_checkp
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_save(obj, f, *args, **kwargs)
 
-    monkeypatch.setattr(signals.torch, "save", save)
+    monkeypatch.setattr(checkpoint_file.torch, "save", save)
     with (
         caplog.at_level("ERROR", logger="vanseg"),
         pytest.raises(signals.CheckpointWriteError) as e,

@@ -7,8 +7,9 @@ A checkpoint is a ``torch.save`` dict. Besides the weights (``state_dict``, pref
      "config": <the resolved run config>,          # train.py checkpoints only
      "wandb_run_id": ..., **extra}                 # e.g. "source" of a converted file
 
-Writers: :func:`save_model` (converted and hand-saved models) and
-`SegmentationModule.on_save_checkpoint`, which both call :func:`make_entry`. Readers:
+Writers: :func:`write_checkpoint` writes every file, for :func:`save_model` (converted and
+hand-saved models) and for Lightning (`AtomicCheckpointIO`); the entry comes from
+:func:`make_entry`, for ``save_model`` and `SegmentationModule.on_save_checkpoint`. Readers:
 :func:`read_checkpoint` (the file, through ``weights_only`` `load_file`), :func:`read_entry`
 (the entry, through the gate for stored configs, once), :func:`load_checkpoint` (model and
 `ModelMeta` for inference), :func:`load_model` and :func:`stored_step` (resume).
@@ -17,6 +18,8 @@ Writers: :func:`save_model` (converted and hand-saved models) and
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +34,7 @@ from vanseg.errors import CheckpointError, InputNotFoundError
 from vanseg.models.build import build_model_from_config
 from vanseg.models.pretrained import check_and_load
 from vanseg.models.segmentor import Segmentor
-from vanseg.utils.atomic import atomic_path
+from vanseg.utils.atomic import check_destination
 from vanseg.utils.safe_load import load_file
 
 __all__ = [
@@ -48,6 +51,7 @@ __all__ = [
     "require_file",
     "save_model",
     "stored_step",
+    "write_checkpoint",
 ]
 
 #: Key of the vanseg entry (model config, run config) in every checkpoint written by vanseg.
@@ -88,11 +92,36 @@ def save_model(
 ) -> None:
     """Write ``{"state_dict", "vanseg": make_entry(model_cfg, **meta)}`` for :func:`load_model`.
 
-    The file is written under a temporary name and renamed into place
-    (`vanseg.utils.atomic`); an existing ``path`` is refused unless ``overwrite``.
+    The file is written by :func:`write_checkpoint`; an existing ``path`` is refused unless
+    ``overwrite``.
     """
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        torch.save({"state_dict": model.state_dict(), CKPT_KEY: make_entry(model_cfg, **meta)}, tmp)
+    check_destination(path, overwrite=overwrite)
+    write_checkpoint(
+        {"state_dict": model.state_dict(), CKPT_KEY: make_entry(model_cfg, **meta)}, path
+    )
+
+
+def write_checkpoint(ckpt: Mapping[str, Any], path: str | Path) -> None:
+    """``torch.save`` a checkpoint dict atomically: into ``.<name>.<random>.tmp`` beside
+    ``path``, flushed to disk, then renamed into place.
+
+    Lightning's saves come here too (`vanseg.training.signals.AtomicCheckpointIO`). On failure
+    the temporary file is removed, ``path`` is untouched and the ``OSError`` (or torch's
+    ``RuntimeError`` from its zip writer, e.g. on a full disk) propagates. Leftovers of a killed
+    process match ``.*.ckpt.*.tmp`` (`vanseg.training.resume.remove_partial_writes`).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(dict(ckpt), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(name, target)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
 
 
 # --------------------------------------------------------------------------- reading

@@ -23,17 +23,16 @@ import logging
 import os
 import signal
 import subprocess
-import tempfile
 import threading
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from vanseg.checkpoint.file import write_checkpoint
 from vanseg.errors import VansegError
 
 __all__ = [
@@ -90,7 +89,7 @@ class CheckpointWriteError(VansegError, OSError):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``torch.save`` into a temporary file beside the target, then an atomic rename.
+    """Lightning's checkpoint writes through `vanseg.checkpoint.file.write_checkpoint`.
 
     A failed write (a full disk: torch reports it as an ``OSError`` or a ``RuntimeError``
     from its zip writer) leaves the earlier file in place and raises `CheckpointWriteError`.
@@ -102,28 +101,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
         target = Path(path)
-        tmp = None
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-            with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
+            write_checkpoint(checkpoint, target)
         except (OSError, RuntimeError) as err:
-            if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
             cause = getattr(err, "strerror", None) or str(err).strip().splitlines()[0]
             raise CheckpointWriteError(
                 f"cannot write checkpoint {target}: {cause}. Nothing was replaced; free disk "
                 "space or make the folder writable (or set paths.output_dir), then resume with "
                 "ckpt_path=last"
             ) from err
-        except BaseException:
-            if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
-            raise
 
 
 class StopRequest:
