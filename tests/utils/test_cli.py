@@ -63,6 +63,7 @@ TOOLS = [
     "vanseg.data.download",
     "vanseg.data.benchmark",
     "vanseg.tools.browse_dataset",
+    "vanseg.tools.compare_eval",
     "vanseg.tools.convert",
     "vanseg.tools.flops",
 ]

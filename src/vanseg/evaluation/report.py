@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vanseg.errors import OutputExistsError
-from vanseg.evaluation.confusion_plot import save_confusion_png
+from vanseg.evaluation.charts import save_confusion_png
 from vanseg.evaluation.metrics import round_results
 from vanseg.inference.protocol import InferenceProtocol
 from vanseg.utils.atomic import refuse_existing, write_atomic

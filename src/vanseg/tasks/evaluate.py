@@ -17,6 +17,11 @@ Distributed: launched by ``torchrun`` (``WORLD_SIZE`` > 1), every process evalua
 unrepeated shard (`ShardSampler`) and the confusion matrices are summed (a torchmetrics
 reduction), so N processes give exactly the numbers of one. Printing and files: rank 0 only
 (`vanseg.evaluation.report`).
+
+``report=true`` also scores every image (`vanseg.evaluation.image_report`): each rank keeps its
+rows and its own worst-k panels, the rows are gathered to every rank (``all_gather_object``),
+and rank 0 writes ``per_image.csv``, keeps the global worst k in ``worst/`` and writes
+``report.html``, equal to the files of one process (`vanseg.evaluation.worst`).
 """
 
 from __future__ import annotations
@@ -39,6 +44,12 @@ from vanseg.config.compose import task_overrides
 from vanseg.config.trust import apply_trusted_targets, check_data_config
 from vanseg.data.sampler import ShardSampler
 from vanseg.errors import ConfigError, InputNotFoundError
+from vanseg.evaluation.image_report import (
+    REPORT_FILES,
+    ImageRecorder,
+    ReportOptions,
+    write_image_report,
+)
 from vanseg.evaluation.loop import evaluate_dataset
 from vanseg.evaluation.report import (
     RESULT_FILES,
@@ -49,9 +60,11 @@ from vanseg.evaluation.report import (
     write_results,
 )
 from vanseg.inference.assemble import Runner, assemble
+from vanseg.inference.visualize import palette_array
 from vanseg.utils.distributed import (
     barrier,
     distributed,
+    gather_lists,
     rank_and_world_size,
     resolve_device,
     sum_over_ranks,
@@ -138,6 +151,21 @@ def _output_dir(cfg: DictConfig) -> Path:
         raise ConfigError("no output folder: pass output=<folder>") from err
 
 
+def report_options(cfg: DictConfig) -> ReportOptions | None:
+    """`ReportOptions` from ``report_*`` when ``report=true``, else None."""
+    enabled = cfg.get("report", False)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"report={enabled!r} must be true or false")
+    if not enabled:
+        return None
+    return ReportOptions(
+        worst_k=cfg.get("report_worst_k", 24),
+        top_pairs=cfg.get("report_top_pairs", 20),
+        class_images=cfg.get("report_class_images", 3),
+        panel_side=cfg.get("report_panel_side", 320),
+    )
+
+
 @dataclass
 class _Setup:
     """Everything an evaluation needs, prepared identically on every rank."""
@@ -189,7 +217,9 @@ def run_eval(cfg: DictConfig, overrides: Sequence[str] | None = None) -> EvalRes
         raise ConfigError("missing ckpt_path=<checkpoint file>")
     ckpt_path = require_file(str(cfg.ckpt_path))
     output = _output_dir(cfg)
-    check_output(output, bool(cfg.overwrite))  # on every rank, before any collective
+    report = report_options(cfg)
+    files = RESULT_FILES + (REPORT_FILES if report is not None else ())
+    check_output(output, bool(cfg.overwrite), files)  # on every rank, before any collective
     device = resolve_device(str(cfg.device))
     with distributed(device):
         rank, world_size = rank_and_world_size()
@@ -204,11 +234,21 @@ def run_eval(cfg: DictConfig, overrides: Sequence[str] | None = None) -> EvalRes
         start = time.perf_counter()
         shard = ShardSampler(len(dataset), rank, world_size)  # no padding, no repeats
         progress = bool(cfg.progress) and rank == 0
+        recorder = None
+        if report is not None:
+            meta = job.runner.meta
+            palette = palette_array(meta.num_classes, meta.palette)
+            names = getattr(dataset, "names", None)
+            recorder = ImageRecorder(
+                output, meta.class_names, palette, dm.ignore_index, names, report
+            )
         metric, count = evaluate_dataset(
-            job.runner.forward, dataset, job.runner.protocol, shard, dm.ignore_index, progress
+            job.runner.forward,
+            *(dataset, job.runner.protocol, shard, dm.ignore_index, progress, recorder),
         )
         metrics = metric.compute()  # sums the confusion matrices of all ranks
         num_images = sum_over_ranks(count, device)
+        scores = gather_lists(recorder.scores) if recorder is not None else []
         seconds = time.perf_counter() - start
     if num_images != len(dataset):  # would mean a sharding bug: never report such numbers
         raise RuntimeError(f"evaluated {num_images} images, but the split has {len(dataset)}")
@@ -234,6 +274,8 @@ def run_eval(cfg: DictConfig, overrides: Sequence[str] | None = None) -> EvalRes
         }
         print_results(result, info)
         write_results(result, info)
+        if report is not None:
+            write_image_report(result, scores, info, report)
         numbers = ", ".join(f"{k} {v}" for k, v in summary(result).items())
         log.info(
             "%s (percent) | %s | results in %s", numbers, job.runner.protocol.describe(), output

@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 __all__ = [
     "get_rank",
@@ -25,6 +28,7 @@ __all__ = [
     "barrier",
     "distributed",
     "sum_over_ranks",
+    "gather_lists",
     "worker_rank_overrides",
 ]
 
@@ -123,3 +127,15 @@ def sum_over_ranks(value: int, device: torch.device) -> int:
     total = torch.tensor([value], dtype=torch.int64, device=device)
     dist.all_reduce(total)
     return int(total.item())
+
+
+def gather_lists(items: list[T]) -> list[T]:
+    """The lists of all processes joined in rank order (``all_gather_object``; a copy with one).
+
+    A collective: every rank must call it. The items must be picklable.
+    """
+    if get_world_size() == 1:
+        return list(items)
+    parts: list[list[T] | None] = [None] * get_world_size()
+    dist.all_gather_object(parts, list(items))
+    return [item for part in parts for item in (part or [])]
