@@ -9,8 +9,8 @@ A :class:`vanseg.errors.VansegError` is printed as ``<prog>: error: <message>`` 
 written into the job's log files, e.g. ``train.log``) and the process exits with status 2
 (:data:`vanseg.errors.USER_ERROR_EXIT`), with no traceback. One raised inside a library call and
 re-raised as its cause (``hydra.utils.instantiate`` wraps every error of a constructor in an
-``InstantiationException``) counts the same. Any other exception is a bug and keeps its traceback. ``VANSEG_DEBUG=1`` re-raises user errors
-too, to show where they came from.
+``InstantiationException``) counts the same. Any other exception is a bug and keeps its
+traceback. ``VANSEG_DEBUG=1`` re-raises user errors too, to show where they came from.
 """
 
 from __future__ import annotations
