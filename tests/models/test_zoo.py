@@ -252,3 +252,37 @@ def test_names_of_the_wrong_kind_or_unknown_are_refused(registry):
         resolve_weights(BACKBONE, "segmentation")
     with pytest.raises(ConfigError, match="known: light_ham_van_test_ade20k, van_test_in1k"):
         resolve_weights("van_tiny_999")
+
+
+# ----------------------------------------------------------------------- the packaged registry
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_packaged_registry_lists_the_published_files(monkeypatch):
+    monkeypatch.delenv(zoo.REGISTRY_ENV, raising=False)
+    entries = zoo.registry()
+    backbones = {n for n, e in entries.items() if e.kind == "backbone"}
+    assert backbones == {"van_tiny_754", "van_small_811", "van_base_828", "van_large_839"}
+    segmentation = [e for e in entries.values() if e.kind == "segmentation"]
+    # VAN-Segmentation README: Light-Ham x4 + D256, HamNet x4, FPN x4; UperNet has no links.
+    assert len(segmentation) == 13 and not any(e.head == "upernet" for e in segmentation)
+    for e in segmentation:
+        assert e.name == f"{e.head}_{e.backbone}_ade20k"
+        assert (REPO / "conf/head" / f"{e.head}.yaml").is_file()
+        assert (REPO / "conf/backbone" / f"{e.backbone}.yaml").is_file()
+        assert e.url.startswith("https://drive.google.com/file/d/") and "VAN-Segmentation" in e.source
+    for name in backbones:
+        e = entries[name]
+        assert e.file == f"{name}.pth.tar" and e.name.startswith(e.variant + "_")
+        assert "VAN-Classification" in e.source
+    readme = (REPO / "README.md").read_text()
+    assert all(f"`{name}`" in readme for name in entries), "README 'Published weights' table"
+
+
+def test_drive_links_use_the_direct_download_form():
+    url = "https://drive.google.com/file/d/1-wVJgdztqWYv-MvCp6deFO0pDpciAg6h/view?usp=sharing"
+    assert zoo.direct_url(url) == (
+        "https://drive.usercontent.google.com/download?id=1-wVJgdztqWYv-MvCp6deFO0pDpciAg6h"
+        "&export=download&confirm=t"
+    )
+    assert zoo.direct_url("http://127.0.0.1:1/x.pth") == "http://127.0.0.1:1/x.pth"
