@@ -163,7 +163,9 @@ def test_interrupted_transfer_resumes(registry, server, originals):
 
 def test_published_hash_mismatch_is_refused_in_one_line(registry, server, tmp_path, monkeypatch):
     wrong = {BACKBONE: "0" * 64}
-    monkeypatch.setenv(zoo.REGISTRY_ENV, str(write_registry(tmp_path / "z.yaml", server.url, wrong)))
+    monkeypatch.setenv(
+        zoo.REGISTRY_ENV, str(write_registry(tmp_path / "z.yaml", server.url, wrong))
+    )
     with pytest.raises(CheckpointError) as info:
         zoo.fetch(BACKBONE, progress=False)
     message = str(info.value)
@@ -270,7 +272,9 @@ def test_packaged_registry_lists_the_published_files(monkeypatch):
         assert e.name == f"{e.head}_{e.backbone}_ade20k"
         assert (REPO / "conf/head" / f"{e.head}.yaml").is_file()
         assert (REPO / "conf/backbone" / f"{e.backbone}.yaml").is_file()
-        assert e.url.startswith("https://drive.google.com/file/d/") and "VAN-Segmentation" in e.source
+        assert (
+            e.url.startswith("https://drive.google.com/file/d/") and "VAN-Segmentation" in e.source
+        )
     for name in backbones:
         e = entries[name]
         assert e.file == f"{name}.pth.tar" and e.name.startswith(e.variant + "_")
