@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vanseg.checkpoint.mmseg import convert
-from vanseg.models.zoo import Kind, cache_dir, fetch, get_entry
+from vanseg.models.zoo import Kind, cache_dir, download_lock, fetch, get_entry
 
 __all__ = ["converted_path", "resolve_weights"]
 
@@ -49,6 +49,7 @@ def resolve_weights(name: str, kind: Kind | None = None, progress: bool = True) 
     if converted.is_file():
         return converted
     original = fetch(name, "segmentation", progress=progress)
-    converted.parent.mkdir(parents=True, exist_ok=True)
-    convert(original, converted, [f"backbone={entry.backbone}", f"head={entry.head}"])
+    with download_lock(converted):  # another process may be converting it
+        if not converted.is_file():
+            convert(original, converted, [f"backbone={entry.backbone}", f"head={entry.head}"])
     return converted

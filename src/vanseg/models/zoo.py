@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -39,6 +41,7 @@ __all__ = [
     "ZooEntry",
     "cache_dir",
     "direct_url",
+    "download_lock",
     "fetch",
     "get_entry",
     "is_zoo_name",
@@ -204,6 +207,23 @@ def _check(entry: ZooEntry, path: Path) -> None:
         )
 
 
+@contextmanager
+def download_lock(path: Path) -> Iterator[None]:
+    """Hold ``<path>.lock`` exclusively, so that processes (DDP ranks) download one at a time."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        yield
+        return
+    with path.with_name(path.name + ".lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def fetch(name: str, kind: Kind | None = None, progress: bool = True) -> Path:
     """The cached original file of ``name``, downloaded (resumably) and checked if needed.
 
@@ -214,6 +234,16 @@ def fetch(name: str, kind: Kind | None = None, progress: bool = True) -> Path:
     """
     entry = get_entry(name, kind)
     path = weights_path(entry)
+    if path.is_file() and (entry.sha256 or _record_path(path).is_file()):
+        _check(entry, path)  # nothing to write: a read-only cache works too
+        return path
+    with download_lock(path):
+        _fetch_missing(entry, path, progress)
+        _check(entry, path)
+    return path
+
+
+def _fetch_missing(entry: ZooEntry, path: Path, progress: bool) -> None:
     if not path.is_file():
         if offline():
             raise CheckpointError(unavailable_message(entry, f"offline: {OFFLINE_ENV} is set"))
@@ -228,5 +258,3 @@ def fetch(name: str, kind: Kind | None = None, progress: bool = True) -> Path:
         except CheckpointError as err:
             reason = str(err).strip().splitlines()[0].rstrip(".")
             raise CheckpointError(unavailable_message(entry, reason)) from err
-    _check(entry, path)
-    return path
