@@ -126,7 +126,7 @@ def _fetch(
         if expected_size is not None and total is not None and total != expected_size:
             raise error(
                 f"{url} has {total} bytes but {expected_size} were expected; wrong URL or a "
-                "changed archive (override the expectation with --size)."
+                "changed file (a mirror may need another expected size)."
             )
         with part.open(mode) as f, _progress_bar(progress) as bar:
             task = bar.add_task(part.name, total=total, completed=offset)
@@ -172,5 +172,5 @@ def _verify(
             path.unlink()
             raise error(
                 f"{path}: {algorithm} is {actual}, expected {expected}; the file is corrupt or "
-                "not the official archive. Deleted it; run again."
+                "not the official one. Deleted it; run again."
             )
