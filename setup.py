@@ -5,6 +5,7 @@ here because ``[tool.setuptools.packages.find]`` only finds packages under ``src
 configuration stays at the repository top level (where train.py, eval.py, predict.py and the
 docs expect it) and is mapped into the package at build time. Each config group folder is a
 data-only namespace package; ``conf/local/`` (machine-local overrides, git-ignored) is left out.
+``vanseg.models`` ships its registry of published weights, ``zoo.yaml`` (`vanseg.models.zoo`).
 """
 
 from setuptools import find_namespace_packages, find_packages, setup
@@ -17,5 +18,5 @@ CONF_PACKAGES = [
 setup(
     packages=[*find_packages("src"), *CONF_PACKAGES],
     package_dir={"": "src", "vanseg.conf": "conf"},
-    package_data={name: ["*.yaml"] for name in CONF_PACKAGES},
+    package_data={"vanseg.models": ["zoo.yaml"], **{name: ["*.yaml"] for name in CONF_PACKAGES}},
 )

@@ -18,6 +18,19 @@ def config_options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _offline_weights_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test downloads published weights: an empty cache and ``VANSEG_OFFLINE=1``.
+
+    tests/models/test_zoo.py points the registry at a local HTTP server instead.
+    """
+    patch = pytest.MonkeyPatch()
+    patch.setenv("VANSEG_CACHE", str(tmp_path_factory.mktemp("vanseg_cache")))
+    patch.setenv("VANSEG_OFFLINE", "1")
+    yield
+    patch.undo()
+
+
 @pytest.fixture
 def one_thread() -> Iterator[None]:
     """Tiny models run fastest on one thread; on a busy 2-core machine two threads crawl.

@@ -110,6 +110,18 @@ def test_wheel_ships_the_config_tree(installed: tuple[Path, dict[str, str]]) -> 
     assert shipped == in_repo
 
 
+def test_wheel_ships_the_weights_registry(installed: tuple[Path, dict[str, str]]) -> None:
+    bin_dir, env = installed
+    script = (
+        "import json; from vanseg.models import zoo;"
+        "print(json.dumps([str(zoo._PACKAGED), sorted(zoo.registry())]))"
+    )
+    env = {k: v for k, v in env.items() if k != "VANSEG_ZOO"}
+    path, names = json.loads(_run([str(bin_dir / "python"), "-c", script], bin_dir, env))
+    assert path.startswith(str(bin_dir.parent)), path
+    assert {"van_tiny_754", "light_ham_van_base_ade20k", "fpn_van_large_ade20k"} <= set(names)
+
+
 def test_build_and_load_model_from_the_wheel(
     installed: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:

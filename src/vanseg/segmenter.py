@@ -1,6 +1,6 @@
 """One-line inference: ``Segmenter`` turns images into class masks with the checkpoint's protocol.
 
-    seg = vanseg.Segmenter.from_checkpoint("model.ckpt")   # or .from_pretrained(folder_or_id)
+    seg = vanseg.Segmenter.from_checkpoint("model.ckpt")   # or .from_pretrained(folder_id_or_name)
     res = seg("photo.jpg")                                 # path, PIL image, uint8 array, list
     res.mask, res.overlay(), res.save("out/")
 
@@ -297,9 +297,12 @@ class Segmenter:
         token: str | bool | None = None,
         **options: Any,
     ) -> Segmenter:
-        """From an exported folder (``model.safetensors`` + ``config.json``) or a Hub id.
+        """From an exported folder (``model.safetensors`` + ``config.json``), a Hub id, or a
+        published name such as ``"light_ham_van_base_ade20k"`` (downloaded, converted and
+        cached once: `vanseg.checkpoint.zoo`).
 
-        No pickle is involved (see `vanseg.checkpoint.hub`); ``options`` as in the constructor.
+        A folder or Hub id involves no pickle (see `vanseg.checkpoint.hub`); a published file
+        is read with ``weights_only`` loading. ``options`` as in the constructor.
         """
         from vanseg.checkpoint.hub import load_pretrained
 

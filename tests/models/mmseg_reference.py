@@ -13,6 +13,7 @@ import torch.nn.functional as F
 SIZES = {
     "van_tiny": ((32, 64, 160, 256), (3, 3, 5, 2)),
     "van_small": ((64, 128, 320, 512), (2, 2, 4, 2)),
+    "van_test": ((32, 32, 64, 64), (1, 1, 1, 1)),  # vanseg's test size, not published
 }
 MLP = (8, 8, 4, 4)
 
@@ -77,7 +78,7 @@ def head_state_dict(size: str, head: str, g: torch.Generator, k: int = 150) -> d
     dims = SIZES[size][0]
     sd: dict[str, torch.Tensor] = {}
     if head in ("light_ham", "light_ham_d256"):
-        h = 256 if head == "light_ham_d256" else (480 if size == "van_tiny" else 512)
+        h = 256 if head == "light_ham_d256" else {"van_tiny": 480, "van_test": 64}.get(size, 512)
         c = 256 if head == "light_ham_d256" else 512
         _conv(sd, "decode_head.conv_seg", k, c, 1, g)
         _conv_module(sd, "decode_head.squeeze", h, sum(dims[1:]), 1, "gn", g)

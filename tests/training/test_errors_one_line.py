@@ -131,3 +131,32 @@ def test_safetensors_with_int_bool_or_nan_weights_are_refused(
     save_file(state, str(folder / "model.safetensors"))
     with pytest.raises((CheckpointError, vanseg.checkpoint.hub.CheckpointError), match=message):
         vanseg.from_pretrained(folder)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("pretrained", "line"),
+    [
+        (None, "train.py: error: ImageNet-pretrained backbone weights not found at "),
+        ("van_tiny_754", "train.py: error: van_tiny_754: van_tiny_754.pth.tar is not in the cache"),
+    ],
+)
+def test_missing_pretrained_weights_end_in_one_line_in_stderr_and_train_log(
+    tmp_path: Path, pretrained: str | None, line: str
+) -> None:
+    """A paper recipe without its pretrained/ file, and a name offline (tests/conftest.py).
+
+    The error is raised inside hydra.utils.instantiate, which wraps it (issue 21).
+    """
+    run = tmp_path / "run"
+    args = ["backbone=van_tiny", "head=light_ham", "trainer=cpu", "data=synthetic"]
+    args += [f"paths.root_dir={tmp_path}", f"hydra.run.dir={run}"]
+    args += [f"backbone.pretrained={pretrained}"] if pretrained else []
+    proc = subprocess.run(
+        [sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [x for x in proc.stderr.splitlines() if "error" in x.lower()]
+    assert len(errors) == 1 and errors[0].startswith(line), proc.stderr[-2000:]
+    assert "python -m vanseg.tools.weights get van_tiny_754" in errors[0]
+    assert errors[0] in (run / "train.log").read_text()

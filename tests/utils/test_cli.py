@@ -22,6 +22,32 @@ def test_user_error_is_one_line_and_exit_2(capsys, monkeypatch) -> None:
     assert err == "tool.py: error: data.batch_size_per_gpu=0 must be a positive integer\n"
 
 
+def test_user_error_wrapped_by_instantiate_is_one_line_and_in_the_log_file(
+    capsys, monkeypatch, tmp_path
+) -> None:
+    """hydra.utils.instantiate re-raises a constructor's error as InstantiationException."""
+    import logging
+
+    from hydra.errors import InstantiationException
+
+    from vanseg.errors import InputNotFoundError
+
+    monkeypatch.delenv("VANSEG_DEBUG", raising=False)
+    log_file = logging.FileHandler(tmp_path / "train.log")
+    logging.getLogger().addHandler(log_file)
+    wrapped = InstantiationException("Error in call to target 'vanseg.models.van_tiny':\n...")
+    wrapped.__cause__ = InputNotFoundError("pretrained/van_tiny_754.pth.tar not found; fetch it")
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            _fails(wrapped)
+    finally:
+        logging.getLogger().removeHandler(log_file)
+        log_file.close()
+    line = "tool.py: error: pretrained/van_tiny_754.pth.tar not found; fetch it\n"
+    assert exit_info.value.code == 2 and capsys.readouterr().err == line
+    assert (tmp_path / "train.log").read_text() == line
+
+
 def test_debug_switch_shows_the_traceback(monkeypatch) -> None:
     monkeypatch.setenv("VANSEG_DEBUG", "1")
     with pytest.raises(ConfigError):
@@ -66,6 +92,7 @@ TOOLS = [
     "vanseg.tools.compare_eval",
     "vanseg.tools.convert",
     "vanseg.tools.flops",
+    "vanseg.tools.weights",
 ]
 
 

@@ -13,7 +13,9 @@ last, so a folder with a ``config.json`` is complete). Reading (`load_pretrained
 `vanseg.from_pretrained`) uses ``safetensors.torch.load_file`` and ``json`` only: no pickle, so
 no ``weights_only`` question arises. A hub id (``owner/name``) that is not a local folder is
 fetched with ``huggingface_hub.snapshot_download`` (cached; ``local_files_only=True`` or
-``HF_HUB_OFFLINE=1`` use the cache only).
+``HF_HUB_OFFLINE=1`` use the cache only). A published name (``light_ham_van_base_ade20k``,
+`vanseg.models.zoo`) that is not a local folder is fetched, converted and cached by
+`vanseg.checkpoint.zoo.resolve_weights` and read as a vanseg checkpoint.
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ import torch
 from torch import nn
 
 from vanseg._version import __version__
-from vanseg.checkpoint.file import LoadedCheckpoint, model_with_weights
+from vanseg.checkpoint.file import LoadedCheckpoint, load_checkpoint, model_with_weights
 from vanseg.checkpoint.metadata import ModelMeta
+from vanseg.checkpoint.zoo import resolve_weights
 from vanseg.config.trust import check_model_config
 from vanseg.errors import CheckpointError, ConfigError
+from vanseg.models.zoo import is_zoo_name
 from vanseg.utils.atomic import refuse_existing, write_atomic
 
 __all__ = [
@@ -181,12 +185,16 @@ def load_pretrained(source: str | Path, **hub_options: Any) -> LoadedCheckpoint:
     """Rebuild the model (eval mode, CPU) and its `ModelMeta` from an exported folder or hub id.
 
     Args:
-        source: A folder written by :func:`save_pretrained`, or a Hub id ``owner/name``.
-        hub_options: ``revision``, ``cache_dir``, ``local_files_only``, ``token`` for the Hub.
+        source: A folder written by :func:`save_pretrained`, a Hub id ``owner/name``, or a
+            published segmentation name (``python -m vanseg.tools.weights list``).
+        hub_options: ``revision``, ``cache_dir``, ``local_files_only``, ``token`` for the Hub
+            (published names use vanseg's cache and ``VANSEG_OFFLINE`` instead).
 
     Raises:
         CheckpointError: Missing or unreadable files, or weights that do not fit the config.
     """
+    if is_zoo_name(source) and not Path(source).is_dir():
+        return load_checkpoint(resolve_weights(str(source), "segmentation"))
     folder = resolve_pretrained(source, **hub_options)
     config = _read_config(folder / CONFIG_NAME)
     # The gate for stored configs (vanseg.config.trust), before anything is built from it.

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from vanseg.errors import CheckpointError, InputNotFoundError
+from vanseg.models import zoo
 from vanseg.models.backbones.van import CLASSIFIER_PREFIX, checkpoint_filter_fn
 from vanseg.utils.safe_load import load_file, unwrap_state_dict
 
@@ -77,25 +78,41 @@ def check_and_load(module: nn.Module, state_dict: Mapping[str, torch.Tensor], so
     module.load_state_dict(state_dict, strict=True)
 
 
+def _published_name(file_name: str) -> str | None:
+    """The backbone name whose cached file is called ``file_name`` (``van_tiny_754.pth.tar``)."""
+    for entry in zoo.registry().values():
+        if entry.kind == "backbone" and entry.file == file_name:
+            return entry.name
+    return None
+
+
 def load_pretrained_backbone(
     backbone: nn.Module, path: str | Path, unsafe_load: bool = False
 ) -> list[str]:
     """Load an ImageNet checkpoint of the original VAN classification repository.
 
-    The file holds the backbone keys without prefix plus the classifier ``head.*``, usually
-    under ``state_dict`` (docs/reference.md §2). The classifier is dropped and reported; any
-    other missing, unexpected or mis-shaped key is an error.
+    ``path`` is a file, or a published name (``van_tiny_754``, `vanseg.models.zoo`) that is
+    downloaded into the cache once and checked. The file holds the backbone keys without prefix
+    plus the classifier ``head.*``, usually under ``state_dict`` (docs/reference.md §2). The
+    classifier is dropped and reported; any other missing, unexpected or mis-shaped key is an
+    error.
 
     Returns:
         The dropped classifier keys.
     """
+    if zoo.is_zoo_name(path) and not Path(path).is_file():
+        path = zoo.fetch(str(path), "backbone")
     if not Path(path).is_file():
+        name = _published_name(Path(path).name)
         raise InputNotFoundError(
-            f"ImageNet-pretrained backbone weights not found at {path}. Download the VAN "
-            "classification checkpoint (van_tiny_754.pth.tar, van_small_811.pth.tar, "
-            "van_base_828.pth.tar or van_large_839.pth.tar, github.com/Visual-Attention-Network/"
-            "VAN-Classification) into that folder (paths.pretrained_dir), pass "
-            "backbone.pretrained=<file>, or train from scratch with backbone.pretrained=null."
+            f"ImageNet-pretrained backbone weights not found at {path}. "
+            + (
+                f"Pass backbone.pretrained={name} to download them into the cache, fetch them "
+                f"ahead with `{zoo.FETCH_COMMAND} {name}`, or put the file there by hand; "
+                if name
+                else "Pass a published name (`python -m vanseg.tools.weights list`) or a file; "
+            )
+            + "backbone.pretrained=null trains from scratch."
         )
     raw = unwrap_state_dict(load_file(path, unsafe_load, "backbone.unsafe_load"), path)
     dropped = sorted(k for k in raw if k.removeprefix("module.").startswith(CLASSIFIER_PREFIX))

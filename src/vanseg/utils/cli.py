@@ -5,10 +5,12 @@ Tools (``python -m vanseg.tools.<x>``, ``python -m vanseg.data.<x>``) build thei
 read the Hydra config, take ``key=value`` overrides through `split_overrides`, exactly like
 ``train.py``. Bad arguments end with argparse's ``usage: ...`` and ``<prog>: error: ...``.
 
-A :class:`vanseg.errors.VansegError` is printed as ``<prog>: error: <message>`` on stderr and
-the process exits with status 2 (:data:`vanseg.errors.USER_ERROR_EXIT`), with no traceback.
-Any other exception is a bug and keeps its traceback. ``VANSEG_DEBUG=1`` re-raises user errors
-too, to show where they came from.
+A :class:`vanseg.errors.VansegError` is printed as ``<prog>: error: <message>`` on stderr (and
+written into the job's log files, e.g. ``train.log``) and the process exits with status 2
+(:data:`vanseg.errors.USER_ERROR_EXIT`), with no traceback. One raised inside a library call and
+re-raised as its cause (``hydra.utils.instantiate`` wraps every error of a constructor in an
+``InstantiationException``) counts the same. Any other exception is a bug and keeps its
+traceback. ``VANSEG_DEBUG=1`` re-raises user errors too, to show where they came from.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import errno
 import functools
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -93,6 +96,26 @@ def _io_text(err: OSError) -> str:
     )
 
 
+def user_error_cause(err: BaseException) -> VansegError | None:
+    """``err`` or the first `VansegError` among its explicit causes (``raise ... from``)."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, VansegError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__
+    return None
+
+
+def _to_log_files(message: str) -> None:
+    """Write ``message`` into the root logger's files (a Hydra job's ``<task>.log``) only."""
+    record = logging.LogRecord("vanseg", logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
 def user_errors(prog: str) -> Callable[[F], F]:
     """Decorate an entry point so that user errors end it in one style with exit status 2.
 
@@ -109,12 +132,14 @@ def user_errors(prog: str) -> Callable[[F], F]:
         def wrapper(*args, **kwargs):
             try:
                 return fn(*args, **kwargs)
-            except (VansegError, OSError) as err:
-                if debug_enabled() or not isinstance(err, VansegError) and not _io_error(err):
+            except Exception as raised:
+                err = user_error_cause(raised)
+                if debug_enabled() or err is None and not _io_error(raised):
                     raise
                 sys.stdout.flush()
-                message = format_error(prog, err if isinstance(err, VansegError) else _io_text(err))
+                message = format_error(prog, err if err is not None else _io_text(raised))
                 print(message, file=sys.stderr, flush=True)
+                _to_log_files(message)
                 job = multirun_job_dir()
                 if job is not None:  # one failed job of a sweep: recorded, the sweep goes on
                     record_job_failure(job, message.splitlines()[0], USER_ERROR_EXIT)

@@ -2,8 +2,12 @@
 
 ``timm.create_model("van_tiny", features_only=True)`` works once :mod:`vanseg.models` is
 imported. The names are new to timm (it ships no VAN, docs/pitfalls.md I1); the sizes are
-also registered under the classification repository's names ``van_b0``..``van_b3``. Weights
-are local files of the original VAN classification repository, never downloaded.
+also registered under the classification repository's names ``van_b0``..``van_b3``.
+``pretrained`` takes a local file of the original VAN classification repository, a published
+name (``van_tiny_754``), or ``True`` for the size's published ImageNet weights: both are
+fetched into vanseg's cache by `vanseg.models.zoo` (not timm's or torch.hub's), checked and
+loaded by `load_pretrained_backbone`. Each pretrained_cfg names the official ``url`` for
+reference only; timm's own loader is never used.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
+from vanseg.models import zoo
 from vanseg.models.backbones.van import VAN
 from vanseg.models.pretrained import load_pretrained_backbone
 
@@ -31,15 +36,18 @@ def _create_van(variant: str, pretrained: bool | str | None = None, **kwargs) ->
     Args:
         variant: Registered name, e.g. ``"van_tiny"``.
         pretrained: Path of an ImageNet checkpoint of the original VAN classification
-            repository, or None/False for random weights.
+            repository, a published name, True for this size's published weights
+            (`vanseg.models.zoo`), or None/False for random weights.
         **kwargs: :class:`VAN` arguments, ``unsafe_load`` (allow full unpickling of
             ``pretrained``; trusted files only) and timm's builder options.
     """
     if pretrained is True:
-        raise ValueError(
-            f"{variant}: vanseg downloads no weights. Pass pretrained=<path of a VAN "
-            "classification checkpoint, e.g. van_tiny_754.pth.tar> or pretrained=None."
-        )
+        pretrained = _published(variant)
+        if pretrained is None:
+            raise ValueError(
+                f"{variant}: no published ImageNet weights; pass pretrained=<path of a VAN "
+                "classification checkpoint> or pretrained=None."
+            )
     return build_model_with_cfg(
         _build_van,
         variant,
@@ -51,8 +59,28 @@ def _create_van(variant: str, pretrained: bool | str | None = None, **kwargs) ->
     )
 
 
-def _cfg() -> dict:
+#: The classification repository's names of the sizes registered here.
+_ALIASES = {
+    "van_b0": "van_tiny",
+    "van_b1": "van_small",
+    "van_b2": "van_base",
+    "van_b3": "van_large",
+}
+
+
+def _published(variant: str) -> str | None:
+    """The registry name of ``variant``'s ImageNet weights (``van_tiny`` -> ``van_tiny_754``)."""
+    variant = _ALIASES.get(variant, variant)
+    for entry in zoo.registry().values():
+        if entry.kind == "backbone" and entry.variant == variant:
+            return entry.name
+    return None
+
+
+def _cfg(variant: str) -> dict:
+    name = _published(variant)
     return dict(
+        url=zoo.get_entry(name).url if name else "",
         num_classes=0,
         input_size=(3, 512, 512),
         mean=IMAGENET_DEFAULT_MEAN,
@@ -60,10 +88,10 @@ def _cfg() -> dict:
     )
 
 
-# Read by timm's register_model from this module; no URLs: weights are local files.
+# Read by timm's register_model from this module; the URLs are for reference (see above).
 default_cfgs = generate_default_cfgs(
     {
-        name: _cfg()
+        name: _cfg(name)
         for name in ("van_tiny", "van_small", "van_base", "van_large", "van_test")
         + ("van_b0", "van_b1", "van_b2", "van_b3")
     }
