@@ -40,6 +40,7 @@ __all__ = [
     "WEIGHTS_NAME",
     "from_pretrained",
     "load_pretrained",
+    "looks_like_hub_id",
     "resolve_pretrained",
     "save_pretrained",
 ]
@@ -104,7 +105,7 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"cannot read {path}: {err}") from err
 
 
-def _looks_like_hub_id(source: str) -> bool:
+def looks_like_hub_id(source: str) -> bool:
     return bool(_HUB_ID.match(source)) and not source.startswith((".", "/", "~"))
 
 
@@ -130,7 +131,7 @@ def resolve_pretrained(
             f"{text} is a file; from_pretrained takes the exported folder (with {WEIGHTS_NAME} "
             "and config.json). For a training checkpoint use Segmenter.from_checkpoint"
         )
-    if not _looks_like_hub_id(text):
+    if not looks_like_hub_id(text):
         raise CheckpointError(
             f"{text} is neither an existing folder nor a Hub model id of the form owner/name"
         )

@@ -16,12 +16,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import torch
-
+from vanseg.checkpoint.convert import convert_state_dict
 from vanseg.checkpoint.file import save_model
 from vanseg.config.compose import NO_PRETRAINED, compose_config, model_config
 from vanseg.errors import CheckpointError
-from vanseg.models.backbones.van import checkpoint_filter_fn
 from vanseg.models.build import build_model_from_config
 from vanseg.models.pretrained import check_and_load
 from vanseg.utils.atomic import check_destination
@@ -34,29 +32,6 @@ __all__ = ["convert_state_dict", "convert"]
 PROG = "python -m vanseg.tools.convert"
 
 log = logging.getLogger(__name__)
-
-#: Key prefixes renamed outside the backbone: HamHead's hamburger is a method in mmseg.
-_HEAD_RENAMES = {
-    "decode_head.ham_in.": "decode_head.hamburger.ham_in.",
-    "decode_head.ham_out.": "decode_head.hamburger.ham_out.",
-}
-
-
-def convert_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Pure key remap from mmseg ``EncoderDecoder`` names to :class:`Segmentor` names."""
-    backbone = {}
-    out = {}
-    for key, value in state_dict.items():
-        key = key.removeprefix("module.")
-        if key.startswith("backbone."):
-            backbone[key.removeprefix("backbone.")] = value
-            continue
-        for old, new in _HEAD_RENAMES.items():
-            if key.startswith(old):
-                key = new + key.removeprefix(old)
-        out[key] = value
-    out.update({f"backbone.{k}": v for k, v in checkpoint_filter_fn(backbone).items()})
-    return out
 
 
 def convert(
