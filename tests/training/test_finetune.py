@@ -86,7 +86,7 @@ def test_class_weight_and_ohem_train(fast_train_overrides, caplog) -> None:
         *fast_train_overrides,
         "trainer.max_steps=2",
         "module.class_weight=[1,2,1,1,0.5,1,1,3]",
-        "+module.sampler={type: ohem, thresh: 0.7, min_kept: 1000}",
+        "module.sampler={type: ohem, thresh: 0.7, min_kept: 1000}",
     ]
     with caplog.at_level("INFO", logger="vanseg"):
         result = train(compose_config(overrides))
