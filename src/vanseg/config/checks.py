@@ -119,7 +119,8 @@ def _cross_checks(cfg: DictConfig) -> list[str]:
     if init not in (None, _MISSING) and resume not in (None, _MISSING):
         problems.append(
             f"ckpt_path={resume} resumes a run and model.init_from={init} starts a new one "
-            "from other weights; give one of them"
+            "from other weights; give one of them (to resume a fine-tuning run, add "
+            "model.init_from=null)"
         )
     names = _value(cfg, "data.class_names")
     if isinstance(names, list) and _int(classes) and len(names) != classes:
