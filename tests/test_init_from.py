@@ -14,7 +14,7 @@ from vanseg.checkpoint.file import save_model
 from vanseg.checkpoint.init_from import init_model_from
 from vanseg.config.checks import check_train_config
 from vanseg.config.compose import compose_config
-from vanseg.errors import CheckpointError, ConfigError
+from vanseg.errors import CheckpointError, ConfigError, InputNotFoundError
 from vanseg.models.build import compose_model_config
 from vanseg.tools.export_safetensors import export_safetensors
 
@@ -137,6 +137,11 @@ def test_another_backbone_is_one_error_naming_keys(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"mis-shaped: decode_head\.") as err:
         init_model_from(model, path)
     assert "\n" not in str(err.value)
+
+
+def test_a_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(InputNotFoundError, match="model.init_from=.*no such file"):
+        init_model_from(_build(), tmp_path / "runs" / "last.ckpt")
 
 
 def test_an_unknown_name_is_one_line(tmp_path: Path) -> None:

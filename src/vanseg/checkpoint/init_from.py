@@ -22,7 +22,7 @@ from torch import nn
 from vanseg.checkpoint.convert import convert_state_dict, is_original_state_dict
 from vanseg.checkpoint.file import CKPT_KEY, model_from_checkpoint, read_checkpoint, read_entry
 from vanseg.checkpoint.hub import load_pretrained, looks_like_hub_id
-from vanseg.errors import CheckpointError
+from vanseg.errors import CheckpointError, InputNotFoundError
 from vanseg.models.build import build_model as _build_model
 from vanseg.models.pretrained import check_and_load
 from vanseg.models.segmentor import Segmentor
@@ -33,6 +33,8 @@ log = logging.getLogger("vanseg")
 
 #: The layers that map features to classes: re-initialised when the class count differs.
 CLASSIFIER_PREFIXES = ("decode_head.conv_seg.", "auxiliary_head.conv_seg.")
+#: Names that are meant as files: a missing one is reported as such, not looked up.
+_FILE_SUFFIXES = (".ckpt", ".pth", ".pt", ".tar", ".safetensors")
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,10 @@ def _checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
 def source_state(source: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of ``source`` under vanseg's key names (see the module docstring)."""
     path = Path(source).expanduser()
+    if not path.exists() and (
+        path.suffix in _FILE_SUFFIXES or str(source).startswith((".", "/", "~"))
+    ):
+        raise InputNotFoundError(f"model.init_from={source}: no such file or folder")
     if path.is_dir() or (not path.exists() and looks_like_hub_id(str(source))):
         return load_pretrained(source).model.state_dict()
     if path.is_file():
