@@ -135,3 +135,20 @@ def test_sampler_options() -> None:
     )
     with pytest.raises(ValueError, match="module.sampler"):
         sampler_from_options({"type": "focal"})
+
+
+@pytest.mark.slow
+def test_compiled_loss_supports_class_weight_and_ohem() -> None:
+    import vanseg
+    from vanseg.training.module import loss_terms
+
+    torch.manual_seed(0)
+    model = vanseg.build_model("van_test", "light_ham", 4, overrides=["head.channels=32"])
+    images, mask = torch.randn(2, 3, 64, 64), torch.randint(0, 4, (2, 64, 64))
+    mask[0, :5] = IGNORE
+    options = {"class_weight": [1.0, 2.0, 0.5, 1.0], "sampler": OhemSampler(0.7, 100)}
+    torch.manual_seed(1)
+    eager = loss_terms(model, images, mask, IGNORE, "all_pixels", False, **options)["decode"]
+    torch.manual_seed(1)
+    compiled = torch.compile(loss_terms)(model, images, mask, IGNORE, "all_pixels", **options)
+    torch.testing.assert_close(compiled["decode"], eager)

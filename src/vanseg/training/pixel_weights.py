@@ -10,6 +10,10 @@
   smallest such probability (so at least ``min_kept`` pixels per image are kept when there are
   that many); with ``thresh: null`` the ``min_kept * B`` pixels of largest loss. The others get
   weight 0, and the mean still divides by the pixel count.
+
+The CPU banded loss does not take them (`SegmentationModule` falls back to the materialised
+loss and logs it once); ``module.compile=true`` compiles them (OHEM's threshold is read as a
+Python number: one graph break).
 """
 
 from __future__ import annotations
