@@ -152,3 +152,16 @@ def test_compiled_loss_supports_class_weight_and_ohem() -> None:
     torch.manual_seed(1)
     compiled = torch.compile(loss_terms)(model, images, mask, IGNORE, "all_pixels", **options)
     torch.testing.assert_close(compiled["decode"], eager)
+
+
+def test_config_checks_class_weight_length_and_values() -> None:
+    from vanseg.config.checks import check_train_config
+    from vanseg.config.compose import compose_config
+    from vanseg.errors import ConfigError
+
+    base = ["data=synthetic"]  # 8 classes
+    check_train_config(compose_config([*base, "module.class_weight=[1,1,1,1,1,1,1,2]"]), gpus=0)
+    for bad, message in (("[1,2]", "2 values"), ("[1,1,1,1,1,1,1,-1]", "numbers >= 0")):
+        with pytest.raises(ConfigError, match=message) as err:
+            check_train_config(compose_config([*base, f"module.class_weight={bad}"]), gpus=0)
+        assert "\n" not in str(err.value)
