@@ -67,7 +67,11 @@ def _logits(model: torch.nn.Module) -> torch.Tensor:
 
 
 def test_round_trip_gives_identical_logits(checkpoint: Path, exported: Path) -> None:
-    assert sorted(p.name for p in exported.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in exported.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+    ]
     original = vanseg.load_model(checkpoint)
     loaded = vanseg.from_pretrained(exported)
     assert not loaded.training
@@ -83,6 +87,8 @@ def test_config_json_holds_the_metadata(checkpoint: Path, exported: Path) -> Non
     assert config["test_protocol"]["base_scale"] == [2048, 512]
     assert config["test_protocol"]["size_divisor"] == 32
     assert config["model"]["head"]["num_classes"] == K
+    assert config["id2label"] == {str(i): f"class_{i}" for i in range(K)}
+    assert config["label2id"] == {f"class_{i}": i for i in range(K)}
     ckpt = torch.load(checkpoint, weights_only=True)
     assert ModelMeta.from_dict(config) == meta_of(ckpt)
 
@@ -121,7 +127,11 @@ def test_export_refuses_to_overwrite(checkpoint: Path, exported: Path) -> None:
     export.main(
         [f"ckpt_path={checkpoint}", "format=safetensors", f"output={exported}", "overwrite=true"]
     )
-    assert sorted(p.name for p in exported.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in exported.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+    ]
 
 
 def test_default_output_folder(checkpoint: Path, tmp_path: Path) -> None:

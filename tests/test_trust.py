@@ -243,7 +243,9 @@ def test_every_shipped_model_config_passes_the_gate() -> None:
     from tests.conftest import config_options
 
     for experiment in config_options("experiment"):
-        cfg = compose_config([f"experiment={experiment}"])
+        # finetune_folder: data=folder, whose class count the user gives
+        classes = ["data.num_classes=5"] if experiment == "finetune_folder" else []
+        cfg = compose_config([f"experiment={experiment}", *classes])
         checked = check_model_config(model_config(cfg), experiment)
         assert checked["backbone"]["_target_"].startswith("vanseg.models.")
     for backbone in ("timm_resnet18", "van_test"):

@@ -19,9 +19,10 @@ if TYPE_CHECKING:
     from vanseg.accel.optimize import optimize
     from vanseg.checkpoint.file import load_model, save_model
     from vanseg.checkpoint.hub import from_pretrained, save_pretrained
+    from vanseg.checkpoint.init_from import build_model
     from vanseg.config.trust import trust_model_targets
     from vanseg.errors import UntrustedConfigError
-    from vanseg.models.build import build_model, build_model_from_config
+    from vanseg.models.build import build_model_from_config
     from vanseg.segmenter import SegmentationResult, Segmenter
 
 #: Public name -> its home module.
@@ -29,7 +30,7 @@ _LAZY = {
     "SegmentationResult": "vanseg.segmenter",
     "Segmenter": "vanseg.segmenter",
     "UntrustedConfigError": "vanseg.errors",
-    "build_model": "vanseg.models.build",
+    "build_model": "vanseg.checkpoint.init_from",  # builds (models.build), then init_from
     "build_model_from_config": "vanseg.models.build",
     "from_pretrained": "vanseg.checkpoint.hub",
     "load_model": "vanseg.checkpoint.file",

@@ -106,7 +106,9 @@ def test_weight_decay_groups_reach_the_optimizer() -> None:
 
 
 EXPERIMENTS = sorted(
-    p.stem for p in (config_dir() / "experiment").glob("*.yaml") if p.stem != "demo"
+    p.stem
+    for p in (config_dir() / "experiment").glob("*.yaml")
+    if p.stem not in ("demo", "finetune_folder")  # not published models
 )
 
 
@@ -176,3 +178,12 @@ def test_train_help_lists_the_groups(tmp_path: Path) -> None:
     for group in ("backbone:", "head:", "data:", "trainer:", "logger:", "experiment:"):
         assert group in out
     assert "van_large" in out and "light_ham_d256" in out
+
+
+def test_finetune_recipe_starts_from_the_ade20k_model() -> None:
+    cfg = compose_config(["experiment=finetune_folder", "data.root=/data/mine"])
+    assert cfg.model.init_from == "light_ham_van_tiny_ade20k"
+    assert cfg.data.name == "folder" and cfg.backbone.pretrained is None
+    assert cfg.trainer.max_steps < 160000 and cfg.optimizer.lr < 6e-5
+    other = compose_config(["experiment=finetune_folder", "model.init_from=me/model"])
+    assert other.model.init_from == "me/model"

@@ -4,8 +4,11 @@ The layout follows huggingface_hub's conventions, so the folder can be uploaded 
 model repository and loaded back by its id:
 
 * ``model.safetensors``: the segmentor's ``state_dict`` (tensors only, safetensors format);
-* ``config.json``: ``{"vanseg_format": 1, "vanseg_version": ..., **ModelMeta.to_dict()}``:
-  the model config, class names, palette, normalisation and default test protocol.
+* ``config.json``: ``{"vanseg_format": 1, "vanseg_version": ..., **ModelMeta.to_dict(),
+  "id2label", "label2id"}``: the model config, class names, palette, normalisation and
+  default test protocol;
+* ``README.md`` (optional): the model card (`vanseg.checkpoint.card`); `push_to_hub` uploads
+  the folder with ``HfApi.upload_folder``.
 
 Writing (`save_pretrained`, also ``python -m vanseg.tools.export ckpt_path=... format=safetensors``)
 replaces nothing without ``overwrite``, and each file is written atomically (``config.json``
@@ -30,6 +33,7 @@ import torch
 from torch import nn
 
 from vanseg._version import __version__
+from vanseg.checkpoint.card import label_maps
 from vanseg.checkpoint.file import LoadedCheckpoint, load_checkpoint, model_with_weights
 from vanseg.checkpoint.metadata import ModelMeta
 from vanseg.checkpoint.zoo import resolve_weights
@@ -39,11 +43,14 @@ from vanseg.models.zoo import is_zoo_name
 from vanseg.utils.atomic import refuse_existing, write_atomic
 
 __all__ = [
+    "CARD_NAME",
     "CONFIG_NAME",
     "FORMAT_VERSION",
     "WEIGHTS_NAME",
     "from_pretrained",
     "load_pretrained",
+    "looks_like_hub_id",
+    "push_to_hub",
     "resolve_pretrained",
     "save_pretrained",
 ]
@@ -51,13 +58,18 @@ __all__ = [
 #: File names inside an exported folder (huggingface_hub's usual names).
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
+CARD_NAME = "README.md"
 #: ``vanseg_format`` of the ``config.json`` this module writes.
 FORMAT_VERSION = 1
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def save_pretrained(
-    model: nn.Module, meta: ModelMeta, folder: str | Path, overwrite: bool = False
+    model: nn.Module,
+    meta: ModelMeta,
+    folder: str | Path,
+    overwrite: bool = False,
+    card: str | None = None,
 ) -> Path:
     """Write ``model.safetensors`` and ``config.json`` into ``folder`` (created if needed).
 
@@ -66,6 +78,7 @@ def save_pretrained(
         meta: Its metadata (``config.json`` holds ``meta.to_dict()``).
         folder: Output folder.
         overwrite: Replace the files if the folder already holds them.
+        card: Text of a model card written as ``README.md`` (`vanseg.checkpoint.card`).
 
     The weights are read back and compared tensor by tensor before ``config.json`` (which
     marks a complete folder) is written.
@@ -80,11 +93,13 @@ def save_pretrained(
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"output={folder} is a file; give a folder for the export")
-    refuse_existing([folder / WEIGHTS_NAME, folder / CONFIG_NAME], overwrite)
+    files = [folder / WEIGHTS_NAME, folder / CONFIG_NAME]
+    refuse_existing([*files, folder / CARD_NAME] if card is not None else files, overwrite)
     # safetensors refuses tensors that share memory; contiguous CPU copies never do.
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     config = {"vanseg_format": FORMAT_VERSION, "vanseg_version": __version__}
     config.update(meta.to_dict())
+    config.update(label_maps(meta))  # transformers' names, for the Hub widgets and other tools
     text = json.dumps(config, indent=2) + "\n"
     write_atomic(folder / WEIGHTS_NAME, lambda tmp: save_file(state, str(tmp)))
     stored = _read_weights(folder / WEIGHTS_NAME)
@@ -94,8 +109,46 @@ def save_pretrained(
             f"{folder / WEIGHTS_NAME} does not hold the model's tensors ({len(differing)} "
             f"differ or are missing, e.g. {differing[:3]}); export again"
         )
+    if card is not None:
+        write_atomic(folder / CARD_NAME, lambda tmp: tmp.write_text(card))
     write_atomic(folder / CONFIG_NAME, lambda tmp: tmp.write_text(text))
     return folder
+
+
+def push_to_hub(
+    folder: str | Path, repo_id: str, token: str | None = None, private: bool = False
+) -> str:
+    """Upload an export folder to the Hub model repository ``repo_id`` (created if needed).
+
+    The token comes from ``token``, else from huggingface_hub's usual places (``HF_TOKEN``,
+    ``huggingface-cli login``). Returns the commit URL.
+
+    Raises:
+        ConfigError: ``repo_id`` is not of the form owner/name.
+        CheckpointError: The folder is not a complete export, or the upload failed.
+    """
+    folder = Path(folder)
+    if not looks_like_hub_id(repo_id):
+        raise ConfigError(f"push={repo_id} is not a Hub repository id; give owner/name")
+    _read_config(folder / CONFIG_NAME)  # a complete export only
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token, library_name="vanseg")
+    try:
+        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        info = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=str(folder),
+            repo_type="model",
+            allow_patterns=[WEIGHTS_NAME, CONFIG_NAME, CARD_NAME],
+            commit_message="Upload vanseg export",
+        )
+    except Exception as err:  # huggingface_hub raises many types (auth, network, HTTP)
+        raise CheckpointError(
+            f"push={repo_id}: the upload failed ({type(err).__name__}: {err}); log in with "
+            "`huggingface-cli login` or set HF_TOKEN, and check the repository name"
+        ) from err
+    return str(getattr(info, "commit_url", info))
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -108,7 +161,7 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"cannot read {path}: {err}") from err
 
 
-def _looks_like_hub_id(source: str) -> bool:
+def looks_like_hub_id(source: str) -> bool:
     return bool(_HUB_ID.match(source)) and not source.startswith((".", "/", "~"))
 
 
@@ -134,7 +187,7 @@ def resolve_pretrained(
             f"{text} is a file; from_pretrained takes the exported folder (with {WEIGHTS_NAME} "
             "and config.json). For a training checkpoint use Segmenter.from_checkpoint"
         )
-    if not _looks_like_hub_id(text):
+    if not looks_like_hub_id(text):
         raise CheckpointError(
             f"{text} is neither an existing folder nor a Hub model id of the form owner/name"
         )

@@ -25,7 +25,7 @@ from vanseg.models.pretrained import check_and_load
 from vanseg.utils.atomic import check_destination
 from vanseg.utils.safe_load import load_file
 
-__all__ = ["convert", "convert_state_dict"]
+__all__ = ["convert", "convert_state_dict", "is_original_state_dict"]
 
 
 #: Key prefixes renamed outside the backbone: HamHead's hamburger is a method in mmseg.
@@ -50,6 +50,14 @@ def convert_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torc
         out[key] = value
     out.update({f"backbone.{k}": v for k, v in checkpoint_filter_fn(backbone).items()})
     return out
+
+
+def is_original_state_dict(state_dict: Mapping[str, object]) -> bool:
+    """Whether a state dict uses mmseg's VAN names (``backbone.block1.*``, not ``stages``)."""
+    keys = [k.removeprefix("module.") for k in state_dict]
+    return any(k.startswith("backbone.block1.") for k in keys) and not any(
+        k.startswith("backbone.stages.") for k in keys
+    )
 
 
 def convert(

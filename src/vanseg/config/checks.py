@@ -85,6 +85,14 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "scheduler.warmup_steps": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
     "scheduler.power": (lambda v: _number(v) and v > 0, "a positive number"),
     "module.aux_weight": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "model.init_from": (
+        lambda v: v is None or (isinstance(v, str) and v != ""),
+        "null or a checkpoint, export folder, Hub id owner/name or weights name",
+    ),
+    "module.class_weight": (
+        lambda v: v is None or (isinstance(v, list) and all(_number(x) and x >= 0 for x in v)),
+        "null or a list of numbers >= 0, one per class",
+    ),
     "trainer.precision": (
         lambda v: str(v) in PRECISIONS,
         "one of " + "|".join(PRECISIONS),
@@ -100,6 +108,19 @@ def _cross_checks(cfg: DictConfig) -> list[str]:
         problems.append(
             f"data.ignore_index={ignore} is a class index (data.num_classes={classes}); use a "
             "value >= num_classes, such as 255"
+        )
+    weights = _value(cfg, "module.class_weight")
+    if isinstance(weights, list) and _int(classes) and len(weights) != classes:
+        problems.append(
+            f"module.class_weight has {len(weights)} values but data.num_classes={classes}; "
+            "give one weight per class"
+        )
+    init, resume = _value(cfg, "model.init_from"), _value(cfg, "ckpt_path")
+    if init not in (None, _MISSING) and resume not in (None, _MISSING):
+        problems.append(
+            f"ckpt_path={resume} resumes a run and model.init_from={init} starts a new one "
+            "from other weights; give one of them (to resume a fine-tuning run, add "
+            "model.init_from=null)"
         )
     names = _value(cfg, "data.class_names")
     if isinstance(names, list) and _int(classes) and len(names) != classes:

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from vanseg.checkpoint.init_from import init_model_from
 from vanseg.config.checks import (
     check_train_config,
     refuse_multirun_ddp,
@@ -114,7 +115,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         run = Path(ckpt_path).resolve().parent.parent
         log.info("resuming from step %s of run %s: %s", step, run, ckpt_path)
         mcfg["backbone"]["pretrained"] = None  # the resumed weights replace the ImageNet ones
+    init_from = OmegaConf.select(cfg, "model.init_from")  # a new run from other weights
+    if init_from:
+        mcfg["backbone"]["pretrained"] = None  # the init_from weights replace the ImageNet ones
     model = build_model_from_config(mcfg)
+    if init_from:
+        init_model_from(model, init_from)
+        run_config["init_from"] = init_from
     run_config["model"] = mcfg
     module = SegmentationModule(
         model,

@@ -2,6 +2,7 @@
 
     python -m vanseg.tools.export ckpt_path=model.ckpt [format=onnx] [output=model.onnx]
     python -m vanseg.tools.export ckpt_path=model.ckpt format=safetensors [output=FOLDER]
+        [metrics=eval/metrics.json] [push=owner/name]
 
 ``format=safetensors`` writes a pickle-free folder (``model.safetensors`` + ``config.json``) for
 ``vanseg.from_pretrained``; see `vanseg.tools.export_safetensors`. The rest of this docstring
@@ -322,11 +323,20 @@ def _export_safetensors(opts: dict[str, Any], parser: argparse.ArgumentParser) -
 
     try:
         folder = export_safetensors(
-            opts["ckpt_path"], opts["output"], opts["overwrite"], opts["unsafe_load"]
+            opts["ckpt_path"],
+            opts["output"],
+            opts["overwrite"],
+            opts["unsafe_load"],
+            metrics=opts.get("metrics"),
+            license=opts.get("license") or "apache-2.0",
+            dataset=opts.get("dataset"),
+            push=opts.get("push"),
         )
     except VansegError as err:
         parser.error(str(err))
-    Console().print(f"wrote {folder} (model.safetensors + config.json; tensors verified)")
+    Console().print(f"wrote {folder} (model.safetensors + config.json + README.md; verified)")
+    if opts.get("push"):
+        Console().print(f"pushed to https://huggingface.co/{opts['push']}")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from vanseg.inference.passes import predict_probs_tensor
 from vanseg.models.heads.base import resize
 from vanseg.models.segmentor import Segmentor
 from vanseg.training.optim import OPTIMIZER_IMPLS, build_optimizer
+from vanseg.training.pixel_weights import OhemSampler, pixel_losses, sampler_from_options
 
 __all__ = [
     "SegmentationModule",
@@ -47,6 +48,8 @@ def segmentation_loss(
     ignore_index: int = IGNORE_INDEX,
     average: str = "all_pixels",
     banded: bool = False,
+    class_weight: Sequence[float] | None = None,
+    sampler: OhemSampler | None = None,
 ) -> torch.Tensor:
     """Cross-entropy of logits resized (bilinear) to the label size.
 
@@ -57,11 +60,15 @@ def segmentation_loss(
             original does (docs/reference.md §3.9); ``"valid_pixels"`` by the labelled ones only.
         banded: Compute it in bands of output rows without materialising the resized logits
             (:func:`vanseg.accel.banded_loss.banded_cross_entropy`; same value up to float
-            rounding, much less memory traffic on CPU).
+            rounding, much less memory traffic on CPU). Not with ``class_weight`` or
+            ``sampler``: those use the materialised logits.
+        class_weight: Per-class weights of the pixel losses (mmseg's ``class_weight``).
+        sampler: OHEM pixel selection (`vanseg.training.pixel_weights`).
     """
     if average not in LOSS_AVERAGES:
         raise ValueError(f"loss average must be one of {LOSS_AVERAGES}, got {average!r}")
-    if banded:
+    weighted = class_weight is not None or sampler is not None
+    if banded and not weighted:
         total = banded_cross_entropy(logits, mask, ignore_index)
         if average == "all_pixels":
             return total / mask.numel()
@@ -69,7 +76,10 @@ def segmentation_loss(
     # NCHW before the resize: cross-entropy over channels of a channels_last map would copy
     # the full-size logits to NCHW (cheap here at 1/4 or 1/8 size; a no-op for NCHW).
     logits = resize(logits.contiguous(), mask.shape[-2:]).float()
-    losses = F.cross_entropy(logits, mask, ignore_index=ignore_index, reduction="none")
+    if weighted:
+        losses = pixel_losses(logits, mask, ignore_index, class_weight, sampler)
+    else:
+        losses = F.cross_entropy(logits, mask, ignore_index=ignore_index, reduction="none")
     if average == "all_pixels":
         return losses.mean()
     return losses.sum() / (mask != ignore_index).sum().clamp_min(1)
@@ -82,17 +92,23 @@ def loss_terms(
     ignore_index: int = IGNORE_INDEX,
     average: str = "all_pixels",
     banded: bool = False,
+    class_weight: Sequence[float] | None = None,
+    sampler: OhemSampler | None = None,
 ) -> dict[str, torch.Tensor]:
     """``{"decode": loss}`` plus ``"aux"`` when the model has an auxiliary head.
+
+    ``class_weight`` applies to both heads; the OHEM ``sampler`` to the decode head only
+    (mmseg configures it per head, and its OHEM configs set it on the decode head).
 
     One function for the forward pass and the losses, so that ``module.compile=true`` compiles
     them together: inductor then fuses the resize to label size into the cross-entropy
     instead of materialising (B, K, H, W) logits and their gradient.
     """
     out = model.forward_train(images)
-    terms = {"decode": segmentation_loss(out["logits"], mask, ignore_index, average, banded)}
+    args = (ignore_index, average, banded, class_weight)
+    terms = {"decode": segmentation_loss(out["logits"], mask, *args, sampler)}
     if "aux_logits" in out:
-        terms["aux"] = segmentation_loss(out["aux_logits"], mask, ignore_index, average, banded)
+        terms["aux"] = segmentation_loss(out["aux_logits"], mask, *args)
     return terms
 
 
@@ -149,7 +165,11 @@ class SegmentationModule(pl.LightningModule):
             ``foreach`` or ``for_loop`` (see ``vanseg.training.optim.optimizer_options``).
         banded_loss: Cross-entropy in bands of rows without the full-size resized logits:
             ``True``, ``False`` or ``"auto"`` (:func:`banded_loss_default`); not used with
-            ``compile`` (inductor fuses the resize into the loss itself).
+            ``compile`` (inductor fuses the resize into the loss itself), nor with
+            ``class_weight`` or ``sampler`` (logged once).
+        class_weight: Per-class loss weights, mmseg 0.x semantics (`vanseg.training.pixel_weights`).
+        sampler: ``None`` or ``{"type": "ohem", "thresh": 0.7, "min_kept": 100000}``: mmseg's
+            ``OHEMPixelSampler`` on the decode head.
     """
 
     def __init__(
@@ -169,8 +189,18 @@ class SegmentationModule(pl.LightningModule):
         channels_last: bool | str = "auto",
         optimizer_impl: str = "auto",
         banded_loss: bool | str = "auto",
+        class_weight: Sequence[float] | None = None,
+        sampler: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        if class_weight is not None:
+            class_weight = [float(w) for w in class_weight]
+            if len(class_weight) != num_classes:
+                raise ValueError(
+                    f"module.class_weight has {len(class_weight)} values for {num_classes} classes"
+                )
+        sampler = None if sampler is None else dict(sampler)
+        self.sampler = sampler_from_options(sampler)
         if loss_average not in LOSS_AVERAGES:
             raise ValueError(
                 f"module.loss_average must be one of {LOSS_AVERAGES}, got {loss_average!r}"
@@ -201,6 +231,7 @@ class SegmentationModule(pl.LightningModule):
         self.validated_step = -1
         self.wandb_run_id: str | None = None
         self._compiled_loss: Callable[..., dict[str, torch.Tensor]] | None = None
+        self._told_unbanded = False
 
     def configure_model(self) -> None:
         # Before the strategy moves the model and wraps it in DDP (its buckets keep the layout).
@@ -213,16 +244,26 @@ class SegmentationModule(pl.LightningModule):
 
     def _loss_terms(self, images: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         args = (self.hparams.ignore_index, self.hparams.loss_average)
+        weights = {}
+        if self.hparams.class_weight is not None or self.sampler is not None:
+            weights = {"class_weight": self.hparams.class_weight, "sampler": self.sampler}
         if not self.hparams.compile:
             banded = self.hparams.banded_loss
             if banded == "auto":
                 banded = banded_loss_default(images.device)
-            return loss_terms(self.model, images, mask, *args, bool(banded))
+            if banded and weights and not self._told_unbanded:
+                log.info(
+                    "module.class_weight/sampler: the loss uses the full-size logits, not bands"
+                )
+                self._told_unbanded = True
+            return loss_terms(
+                self.model, images, mask, *args, bool(banded) and not weights, **weights
+            )
         if self._compiled_loss is None:
             # A compiled function, not a compiled submodule: parameter names, checkpoints and
             # the DDP wrapper all keep seeing ``self.model``.
             self._compiled_loss = torch.compile(loss_terms)
-        return self._compiled_loss(self.model, images, mask, *args)
+        return self._compiled_loss(self.model, images, mask, *args, **weights)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
