@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 __all__ = [
     "get_rank",
@@ -24,6 +27,7 @@ __all__ = [
     "resolve_device",
     "barrier",
     "distributed",
+    "gather_objects",
     "sum_over_ranks",
     "worker_rank_overrides",
 ]
@@ -123,3 +127,12 @@ def sum_over_ranks(value: int, device: torch.device) -> int:
     total = torch.tensor([value], dtype=torch.int64, device=device)
     dist.all_reduce(total)
     return int(total.item())
+
+
+def gather_objects(value: T) -> list[T]:
+    """``value`` of every process, in rank order (``[value]`` when one runs); picklable values."""
+    if get_world_size() == 1:
+        return [value]
+    values: list[T | None] = [None] * get_world_size()
+    dist.all_gather_object(values, value)
+    return values  # type: ignore[return-value]
