@@ -44,7 +44,13 @@ from vanseg.errors import ConfigError, VansegError
 from vanseg.inference.assemble import FROM_CHECKPOINT
 from vanseg.inference.protocol import InferenceProtocol
 from vanseg.segmenter import Segmenter
-from vanseg.tasks.predict_journal import Journal, finished_stems, remove_journals
+from vanseg.tasks.predict_journal import (
+    Journal,
+    finished_stems,
+    remove_journals,
+    remove_unfinished_writes,
+    started_stems,
+)
 from vanseg.tasks.predict_outputs import (
     OUTPUT_KINDS,
     OutputLock,
@@ -228,9 +234,16 @@ def predict_images(
     lock = OutputLock(output) if rank == 0 else nullcontext()
     _agree(_attempt(lock.__enter__) if rank == 0 else None)
     try:
+        # Before any process writes (the check below waits for every process).
+        if rank == 0 and (resume or overwrite):
+            left = remove_unfinished_writes(output, started_stems(output))
+            if left:
+                log.warning(
+                    "removed %d unfinished writes of a stopped run: %s", len(left), shown(left)
+                )
+        finished = frozenset(finished_stems(output)) if resume else None
         # Again, now that no other run can write.
         _agree(_attempt(lambda: check_outputs(mine_targets, output, overwrite, resume)))
-        finished = frozenset(finished_stems(output)) if resume else None
         where = f" (rank {rank} of {world_size})" if world_size > 1 else ""
         with Journal(output, rank) as journal:
             shard_report = predict_shard(

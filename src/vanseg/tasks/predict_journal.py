@@ -29,6 +29,7 @@ __all__ = [
     "finished_stems",
     "outputs_complete",
     "remove_journals",
+    "remove_unfinished_writes",
     "started_stems",
 ]
 
@@ -101,6 +102,23 @@ def remove_journals(output: Path) -> None:
         path.unlink(missing_ok=True)
     if folder.is_dir() and not any(folder.iterdir()):
         folder.rmdir()
+
+
+def remove_unfinished_writes(output: Path, stems: set[str]) -> list[Path]:
+    """Remove the temporary files that a killed run left beside its outputs; returns them.
+
+    `vanseg.utils.atomic.atomic_path` writes ``.<name>.<random>.tmp<suffix>`` and renames it;
+    a run killed in between leaves it behind. Only those of ``stems`` (names this output
+    folder's journal or report lists) are removed.
+    """
+    removed = []
+    for folder in ("labels", "overlays", "probs"):
+        for path in sorted((output / folder).glob(".*.tmp.*")):
+            name = path.name[1:].rsplit(".tmp.", 1)[0]  # "<stem>.<random>"
+            if name.rsplit(".", 1)[0] in stems:
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
 
 
 def outputs_complete(image: Path, targets: tuple[Path, ...], num_classes: int) -> bool:
