@@ -10,9 +10,10 @@ PNGs and overlays written), it times
   ``result.save`` image after image, in this process;
 * ``pipeline, 0 workers`` / ``2 workers``: `vanseg.tasks.predict.run_predict` in this process,
   images read by this process or by 2 DataLoader workers, outputs written by 2 threads;
-* ``1 process`` / ``2 processes``: ``predict.py`` as a command, alone and under ``torchrun
-  --nproc_per_node 2`` (each process 1 thread on CPU); their times include the start-up
-  (imports, checkpoint), which the in-process rows do not.
+* ``1 process`` / ``2 processes``: ``predict.py`` as a command (0 reader workers), alone and
+  under ``torchrun --nproc_per_node 2``, each process with ``--threads`` threads; their seconds
+  are those of the slowest process's loop (from its last progress line), the start-up
+  (imports, checkpoint) is shown apart.
 
 It checks that every run wrote the same label PNGs as the serial loop and prints a Markdown
 table. Not a test: the numbers depend on the machine and its load.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -91,18 +93,30 @@ def _pipeline(ckpt: Path, images: Path, out: Path, device: str, workers: int) ->
     return time.perf_counter() - start
 
 
-def _command(ckpt: Path, images: Path, out: Path, device: str, processes: int) -> float:
+LOOP_LINE = re.compile(r"predict: (\d+)/(\d+) images(?: \(rank (\d+) of \d+\))?, ([\d.]+) img/s")
+
+
+def _command(
+    ckpt: Path, images: Path, out: Path, device: str, processes: int, threads: int
+) -> tuple[float, float]:
+    """``(seconds of the slowest process's loop, wall seconds with start-up)``."""
     args = [f"ckpt_path={ckpt}", f"input={images}", f"output={out}", "eval_seed=0",
             f"inference.base_scale=[{BASE_SCALE[0]},{BASE_SCALE[1]}]", f"device={device}",
-            "progress=false"]  # fmt: skip
+            "progress=true"]  # fmt: skip
     launcher = [sys.executable]
     if processes > 1:
         launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"} if processes > 1 else dict(os.environ)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     start = time.perf_counter()
-    subprocess.run([*launcher, str(REPO / "predict.py"), *args], env=env, check=True,
-                   capture_output=True, cwd=out.parent)  # fmt: skip
-    return time.perf_counter() - start
+    done = subprocess.run([*launcher, str(REPO / "predict.py"), *args], env=env, check=True,
+                          capture_output=True, text=True, cwd=out.parent)  # fmt: skip
+    wall = time.perf_counter() - start
+    loops = [
+        int(m.group(1)) / float(m.group(4))
+        for m in LOOP_LINE.finditer(done.stdout + done.stderr)
+        if m.group(1) == m.group(2)  # the last line of each process
+    ]
+    return max(loops), wall
 
 
 def main() -> None:
