@@ -142,11 +142,9 @@ def main() -> None:
             rows.append((f"pipeline, {workers} reader workers", seconds, out))
         for processes in (1, args.processes):
             out = work / f"processes{processes}"
-            seconds = _command(ckpt, images, out, args.device, processes)
-            what = (
-                f"predict.py, {processes} process{'es' if processes > 1 else ''} (incl. start-up)"
-            )
-            rows.append((what, seconds, out))
+            seconds, wall = _command(ckpt, images, out, args.device, processes, args.threads)
+            what = f"predict.py, {processes} process{'es' if processes > 1 else ''}"
+            rows.append((f"{what} (wall with start-up: {wall:.0f} s)", seconds, out))
         reference = _labels(rows[0][2])
         device = _cpu_name() if args.device == "cpu" else torch.cuda.get_device_name()
         print(

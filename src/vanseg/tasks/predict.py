@@ -85,7 +85,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PredictReport:
-    """What a prediction run did (all processes); ``to_dict()`` is what ``report.json`` holds."""
+    """What a prediction run did (all processes); ``to_dict()`` is what ``report.json`` holds.
+
+    ``counts``: ``done`` (written now), ``skipped`` (complete before, ``resume=true``) and
+    ``failed`` (unreadable, ``skip_unreadable=true``; listed under ``skipped`` with the reason,
+    the key that report.json has always used for them).
+    """
 
     written: list[Path] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
