@@ -26,6 +26,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,6 +42,7 @@ from vanseg.tasks.predict import run_predict
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_SCALE = (256, 128)
+SERIAL = "serial loop (before the pipeline)"
 
 
 def _cpu_name() -> str:
@@ -125,21 +127,28 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (in process)")
     parser.add_argument("--processes", type=int, default=2, help="torchrun processes")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the in-process rows")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="vanseg-predict-bench-"))
     try:
         ckpt = _checkpoint(work)
         images = _images(work, args.num_images)
-        rows: list[tuple[str, float, Path]] = []
-        out = work / "serial"
-        rows.append(
-            ("serial loop (before the pipeline)", _serial(ckpt, images, out, args.device), out)
-        )
-        for workers in (0, 2):
-            out = work / f"pipeline{workers}"
-            seconds = _pipeline(ckpt, images, out, args.device, workers)
-            rows.append((f"pipeline, {workers} reader workers", seconds, out))
+        _serial(ckpt, images, work / "warm-up", args.device)  # oneDNN prepares its kernels
+        # In-process rows: interleaved rounds (load changes hit all alike), median seconds.
+        timed: dict[str, list[float]] = {}
+        for round_ in range(args.rounds):
+            out = work / f"serial{round_}"
+            timed.setdefault(SERIAL, []).append(_serial(ckpt, images, out, args.device))
+            for workers in (0, 2):
+                out = work / f"pipeline{workers}-{round_}"
+                seconds = _pipeline(ckpt, images, out, args.device, workers)
+                timed.setdefault(f"pipeline, {workers} reader workers", []).append(seconds)
+        folders = [work / "serial0", work / "pipeline0-0", work / "pipeline2-0"]
+        rows = [
+            (f"{what} (median of {args.rounds})", statistics.median(seconds), folder)
+            for (what, seconds), folder in zip(timed.items(), folders, strict=True)
+        ]
         for processes in (1, args.processes):
             out = work / f"processes{processes}"
             seconds, wall = _command(ckpt, images, out, args.device, processes, args.threads)
