@@ -1,6 +1,7 @@
 """Images per second of predict.py: the plain loop against the pipeline (issue 23).
 
     python benchmarks/predict_throughput.py [--num-images 400] [--device cpu|cuda] [--threads 1]
+        [--rounds 3]
 
 On a generated dataset (`vanseg.data.synthetic`, JPEGs of 128-320 px a side) and a fresh
 van_tiny + Light-Ham model (random weights, ``eval_seed=0``, keep-ratio into 256x128, label
@@ -9,7 +10,8 @@ PNGs and overlays written), it times
 * ``serial``: the loop predict.py ran before the pipeline, ``Segmenter.segment`` then
   ``result.save`` image after image, in this process;
 * ``pipeline, 0 workers`` / ``2 workers``: `vanseg.tasks.predict.run_predict` in this process,
-  images read by this process or by 2 DataLoader workers, outputs written by 2 threads;
+  images read by this process or by 2 DataLoader workers, outputs written by 2 threads
+  (after one warm-up loop, these three rows run ``--rounds`` times, interleaved; medians);
 * ``1 process`` / ``2 processes``: ``predict.py`` as a command (0 reader workers), alone and
   under ``torchrun --nproc_per_node 2``, each process with ``--threads`` threads; their seconds
   are those of the slowest process's loop (from its last progress line), the start-up
