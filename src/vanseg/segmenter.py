@@ -8,7 +8,7 @@ A checkpoint (or exported folder) carries a `ModelMeta`: class names, palette, n
 and the default test protocol of the model's family (keep-ratio scale, ResizeToMultiple
 divisor, ratios). The segmenter runs exactly that protocol, built by the same
 `resolve_inference` as ``eval.py``, so its masks are those of ``eval.py`` and ``predict.py``
-(which is a loop over a segmenter). Paths are read by the data pipeline's reader
+(which runs the same passes in its pipeline). Paths are read by the data pipeline's reader
 (`vanseg.data.ade20k.load_image`: PIL, RGB, no EXIF rotation); PIL images are converted the same
 way; arrays must be RGB ``uint8`` ``(H, W, 3)``.
 

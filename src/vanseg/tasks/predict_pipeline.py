@@ -248,7 +248,7 @@ def predict_shard(
         _run(segmenter, group, targets, options, writers, report, batch_size, progress)
     finally:
         if main:
-            signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
         writers.close()  # the images in flight are finished and journalled
     return report
 
