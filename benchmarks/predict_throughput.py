@@ -128,7 +128,9 @@ def main() -> None:
     parser.add_argument("--num-images", type=int, default=400)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (in process)")
-    parser.add_argument("--processes", type=int, default=2, help="torchrun processes")
+    parser.add_argument(
+        "--processes", type=int, default=2, help="torchrun processes (CUDA: at most the GPUs)"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the in-process rows")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
