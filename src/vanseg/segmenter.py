@@ -7,8 +7,8 @@
 A checkpoint (or exported folder) carries a `ModelMeta`: class names, palette, normalisation
 and the default test protocol of the model's family (keep-ratio scale, ResizeToMultiple
 divisor, ratios). The segmenter runs exactly that protocol, assembled by the same
-`vanseg.inference.assemble.assemble` as ``eval.py``, so its masks are those of ``eval.py`` and
-``predict.py`` (which is a loop over a segmenter). Paths are read by the data pipeline's reader
+`vanseg.inference.assemble.assemble` as ``eval.py`` and ``predict.py`` (which runs the same
+passes in its pipeline), so its masks are theirs. Paths are read by the data pipeline's reader
 (`vanseg.data.ade20k.load_image`: PIL, RGB, no EXIF rotation); PIL images are converted the same
 way; arrays must be RGB ``uint8`` ``(H, W, 3)``.
 
@@ -32,84 +32,18 @@ from torch import nn
 
 from vanseg.checkpoint.file import LoadedCheckpoint, load_checkpoint
 from vanseg.checkpoint.metadata import ModelMeta
-from vanseg.errors import ConfigError, DatasetError, InputNotFoundError
+from vanseg.errors import ConfigError
 from vanseg.inference.assemble import assemble
-from vanseg.inference.passes import predict_mask, predict_probs
+from vanseg.inference.batched import run_passes, usable_batch_size
+from vanseg.inference.images import ImageInput, read_image
+from vanseg.inference.passes import mask_of_passes, predict_mask, predict_probs, probs_of_passes
+from vanseg.inference.preprocess import pass_inputs
 from vanseg.inference.protocol import InferenceProtocol
 from vanseg.inference.visualize import add_legend, blend, palette_array, present_classes
 from vanseg.inference.visualize import save_label as _save_label
 from vanseg.utils.atomic import refuse_existing, write_atomic
 
 __all__ = ["ImageInput", "SegmentationResult", "Segmenter", "ConfigError", "read_image"]
-
-#: What a segmenter accepts for one image.
-ImageInput = str | Path | Image.Image | np.ndarray
-
-
-def read_image(image: ImageInput) -> tuple[np.ndarray, Path | None]:
-    """``(RGB uint8 (H, W, 3), source path or None)`` for a path, PIL image or array.
-
-    Paths go through the data pipeline's reader and PIL images through its conversion, so the
-    pixels are those that training and ``eval.py`` see.
-
-    Raises:
-        ConfigError: Unreadable file, a PIL image in a mode without an 8-bit RGB reading
-            (``F``, ``I``, ``HSV``, ...), an array that is not RGB ``uint8`` ``(H, W, 3)``, or an
-            image without pixels.
-    """
-    if isinstance(image, (str, Path)):
-        rgb, source = _read_file(Path(image)), Path(image)
-    elif isinstance(image, Image.Image):
-        rgb, source = _convert_pil(image), None
-    elif isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise ConfigError(
-                f"an image array must be RGB uint8 of shape (H, W, 3), got {image.dtype} "
-                f"{image.shape}; convert it, e.g. np.asarray(pil_image.convert('RGB'))"
-            )
-        rgb, source = image, None
-    else:
-        raise ConfigError(
-            f"cannot segment a {type(image).__name__}; pass a file path, a PIL image, an RGB "
-            "uint8 array (H, W, 3) or a list of them"
-        )
-    if 0 in rgb.shape:
-        what = f"image {source}" if source is not None else "the image"
-        kind = "PIL image" if isinstance(image, Image.Image) else "array"
-        raise ConfigError(
-            f"{what} has no pixels ({kind} of shape {rgb.shape}); pass at least 1x1 pixel"
-        )
-    return rgb, source
-
-
-def _read_file(path: Path) -> np.ndarray:
-    from vanseg.data.ade20k import load_image
-
-    if not path.is_file():
-        raise InputNotFoundError(f"image {path} does not exist (no such file)")
-    try:
-        return load_image(path)
-    except DatasetError as err:
-        raise DatasetError(f"cannot read image {path}: {err.__cause__ or err}") from err
-
-
-def _convert_pil(image: Image.Image) -> np.ndarray:
-    """A PIL image as the data pipeline reads it, or a `ConfigError` naming its mode."""
-    from vanseg.data.ade20k import image_to_rgb
-    from vanseg.data.image_io import PIL_EXACT_MODES
-
-    try:
-        return image_to_rgb(image)
-    except (OSError, ValueError, KeyError) as err:
-        source = getattr(image, "filename", "")
-        if source or image.mode in PIL_EXACT_MODES:  # a broken file behind the image
-            raise DatasetError(f"cannot read PIL image {source or image}: {err}") from err
-        # Modes such as F (32-bit float) or I (32-bit int) have no file form that the
-        # original's reader (OpenCV IMREAD_COLOR) turns into 8-bit RGB.
-        raise ConfigError(
-            f"cannot segment a PIL image of mode {image.mode}: it has no 8-bit RGB reading; "
-            "scale its values to 0..255 and convert it first, e.g. image.convert('RGB')"
-        ) from err
 
 
 @dataclass(frozen=True)
@@ -184,10 +118,25 @@ class SegmentationResult:
         label = folder / "labels" / f"{name}.png"
         overlay = folder / "overlays" / f"{name}.jpg"
         refuse_existing([label, overlay], overwrite, "overwrite=True", "another folder or name")
-        _save_label(self.mask, self.palette, label)
-        picture = self.overlay(opacity, legend)
-        write_atomic(overlay, lambda tmp: picture.save(tmp, format="JPEG", quality=95))
+        self.write(label, overlay, opacity, legend)
         return label, overlay
+
+    def write(
+        self,
+        label: Path | None = None,
+        overlay: Path | None = None,
+        opacity: float = 0.5,
+        legend: bool = True,
+    ) -> None:
+        """Write the label PNG and/or the overlay JPEG (quality 95) to these paths, atomically.
+
+        Existing files are replaced: callers check them first (:meth:`save`, ``predict.py``).
+        """
+        if label is not None:
+            _save_label(self.mask, self.palette, label)
+        if overlay is not None:
+            picture = self.overlay(opacity, legend)
+            write_atomic(overlay, lambda tmp: picture.save(tmp, format="JPEG", quality=95))
 
 
 class Segmenter:
@@ -384,14 +333,40 @@ class Segmenter:
         return SegmentationResult(rgb, mask, p, self.classes, self._palette, source)
 
     def __call__(
-        self, images: ImageInput | Sequence[ImageInput], probs: bool = False
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        probs: bool = False,
+        batch_size: int = 1,
     ) -> SegmentationResult | list[SegmentationResult]:
         """Segment an image, or each image of a list or tuple (then a list of results).
 
         Args:
             images: A path, PIL image, RGB uint8 array ``(H, W, 3)``, or a list of them.
             probs: Also return the class probabilities (``result.probs``).
+            batch_size: For a list: passes of equal input size run ``batch_size`` at a time.
+                Heads without NMF give the masks of batch 1 up to float rounding; the Ham heads
+                always run at batch 1 (`vanseg.inference.batched`).
         """
-        if isinstance(images, (list, tuple)):
+        if not isinstance(images, (list, tuple)):
+            return self.segment(images, probs)
+        batch_size = usable_batch_size(self.model, batch_size)
+        if batch_size == 1:
             return [self.segment(image, probs) for image in images]
-        return self.segment(images, probs)
+        results: list[SegmentationResult] = []
+        for start in range(0, len(images), batch_size):
+            read = [read_image(image) for image in images[start : start + batch_size]]
+            prepared = [list(pass_inputs(rgb, self.protocol)) for rgb, _ in read]
+            logits = run_passes(
+                self.runner.forward, prepared, self.protocol, self.device, batch_size
+            )
+            for (rgb, source), passes in zip(read, logits, strict=True):
+                size = (rgb.shape[0], rgb.shape[1])
+                if probs:
+                    p = probs_of_passes(passes, self.protocol, size)[0]
+                    mask, p_np = p.argmax(dim=0).cpu().numpy(), p.cpu().numpy()
+                else:
+                    mask, p_np = mask_of_passes(passes, self.protocol, size).cpu().numpy(), None
+                results.append(
+                    SegmentationResult(rgb, mask, p_np, self.classes, self._palette, source)
+                )
+        return results

@@ -1,6 +1,6 @@
 """The one inference assembler: a model and its `ModelMeta` in, a ready `Runner` out.
 
-The `Segmenter`, ``eval.py`` and ``predict.py`` (a loop over a segmenter) all call
+The `Segmenter`, ``eval.py`` and ``predict.py`` (its pipeline runs a segmenter's passes) all call
 :func:`assemble`, so one checkpoint is preprocessed and run identically by each of them:
 
 1. the protocol: the checkpoint's default test protocol with the explicit ``inference``

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vanseg.inference.preprocess import as_uint8_rgb, pass_input
+from vanseg.inference.preprocess import as_uint8_rgb, pass_inputs
 from vanseg.inference.protocol import InferenceProtocol
 from vanseg.models.layers.matrix_decomposition import NMF2D
 
@@ -54,8 +54,11 @@ MASK_BAND_BYTES = 512 * 2**20
 
 __all__ = [
     "MASK_BAND_BYTES",
+    "mask_of_passes",
+    "pass_logits",
     "predict_mask",
     "predict_probs",
+    "probs_of_passes",
     "predict_probs_tensor",
     "resize_rows",
     "set_eval_seed",
@@ -148,9 +151,15 @@ def _pass_logits(
 ) -> Iterator[tuple[bool, torch.Tensor]]:
     """``(flipped, logits at the network input size)`` of every pass, in the protocol's order."""
     device = _device(model)
-    for ratio in protocol.scales:
-        for flip in (False, True) if protocol.flip else (False,):
-            yield flip, _logits(model, pass_input(rgb, protocol, ratio, flip).to(device), protocol)
+    for flip, inputs in pass_inputs(rgb, protocol):
+        yield flip, pass_logits(model, inputs.to(device), protocol)
+
+
+def pass_logits(
+    model: nn.Module, inputs: torch.Tensor, protocol: InferenceProtocol
+) -> torch.Tensor:
+    """Logits ``(B, K, h, w)`` of prepared network inputs: one forward, or slide windows."""
+    return _logits(model, inputs, protocol)
 
 
 def _average(
@@ -300,8 +309,30 @@ def predict_mask(
     rounding (about 1e-6).
     """
     rgb = as_uint8_rgb(image)
-    size = _out_size(rgb, out_size)
-    passes = _pass_logits(model, rgb, protocol)
+    return mask_of_passes(_pass_logits(model, rgb, protocol), protocol, _out_size(rgb, out_size))
+
+
+def probs_of_passes(
+    passes: Iterable[tuple[bool, torch.Tensor]],
+    protocol: InferenceProtocol,
+    size: tuple[int, int],
+) -> torch.Tensor:
+    """Probabilities ``(1, K, H, W)`` of the passes' ``(flipped, logits)``, as
+    :func:`predict_probs` averages them."""
+    return _average(passes, protocol, size)
+
+
+def mask_of_passes(
+    passes: Iterable[tuple[bool, torch.Tensor]],
+    protocol: InferenceProtocol,
+    size: tuple[int, int],
+) -> torch.Tensor:
+    """The mask ``(H, W)`` of the passes' ``(flipped, logits)``: the tail of :func:`predict_mask`.
+
+    For passes that were run elsewhere (`vanseg.inference.batched`); whole or in bands of rows
+    exactly as :func:`predict_mask` decides.
+    """
+    passes = iter(passes)
     first = next(passes)
     row_bytes = first[1].shape[1] * size[1] * 4  # K float32 values per output pixel
     rows = max(1, MASK_BAND_BYTES // row_bytes)

@@ -9,7 +9,7 @@ docs/pitfalls.md M1). `vanseg.inference.passes` runs the network on these inputs
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -29,6 +29,7 @@ __all__ = [
     "multiple_size",
     "normalize",
     "pass_input",
+    "pass_inputs",
     "prepare_image",
 ]
 
@@ -147,6 +148,19 @@ def pass_input(
     if flip:
         rgb = rgb[:, ::-1]
     return normalize(rgb, protocol.mean, protocol.std)
+
+
+def pass_inputs(
+    image: np.ndarray | torch.Tensor, protocol: InferenceProtocol
+) -> Iterator[tuple[bool, torch.Tensor]]:
+    """``(flipped, network input (1, 3, h, w))`` of every pass, in the protocol's order.
+
+    Ratio by ratio, the unflipped pass before the flipped one: the order in which
+    `vanseg.inference.passes` runs them (and so draws the Ham heads' random bases).
+    """
+    for ratio in protocol.scales:
+        for flip in (False, True) if protocol.flip else (False,):
+            yield flip, pass_input(image, protocol, ratio, flip)
 
 
 def prepare_image(

@@ -1,24 +1,43 @@
 """Where ``predict.py`` writes, and what it may replace there.
 
-* every input image ``<name>.<ext>`` gets ``labels/<name>.png`` and ``overlays/<name>.jpg``;
+* every input image ``<name>.<ext>`` gets ``labels/<name>.png`` and ``overlays/<name>.jpg``
+  (``outputs=both``, the default), one of them (``labels``, ``overlays``), or
+  ``probs/<name>.npz`` (``probs``);
 * an input is never an output, and ``overwrite=true`` replaces only the outputs that an earlier
-  prediction into the same folder lists in its ``report.json`` (`refuse_existing` for the rest);
+  prediction into the same folder lists in its ``report.json`` or journal
+  (`vanseg.tasks.predict_journal`; `refuse_existing` for the rest); ``resume=true`` keeps them;
 * a ``.predict.lock`` (holding the pid) keeps a second run out while one writes; a lock file that
   predict.py did not write is refused, never deleted.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from vanseg.errors import ConfigError, OutputExistsError
+from vanseg.tasks.predict_journal import started_stems
 from vanseg.utils.atomic import refuse_existing
 
-__all__ = ["OutputLock", "check_output_folder", "check_outputs", "output_targets", "shown"]
+__all__ = [
+    "OUTPUT_KINDS",
+    "OutputLock",
+    "check_output_folder",
+    "check_outputs",
+    "output_targets",
+    "shown",
+]
+
+#: ``outputs`` values and the files each writes per image: (folder, suffix).
+OUTPUT_KINDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "both": (("labels", ".png"), ("overlays", ".jpg")),
+    "labels": (("labels", ".png"),),
+    "overlays": (("overlays", ".jpg"),),
+    "probs": (("probs", ".npz"),),
+}
+_ALL_KINDS = (("labels", ".png"), ("overlays", ".jpg"), ("probs", ".npz"))
 
 log = logging.getLogger("vanseg")
 _SHOWN = 5
@@ -30,7 +49,12 @@ def shown(paths: Sequence[Path | str]) -> str:
     return ", ".join(map(str, paths[:_SHOWN])) + more
 
 
-def output_targets(images: Sequence[Path], output: Path) -> dict[Path, tuple[Path, Path]]:
+def output_targets(
+    images: Sequence[Path], output: Path, outputs: str = "both"
+) -> dict[Path, tuple[Path, ...]]:
+    """The files each image gets (see :data:`OUTPUT_KINDS`); clashing names are refused."""
+    if outputs not in OUTPUT_KINDS:
+        raise ConfigError(f"predict.outputs={outputs!r} is not one of {'|'.join(OUTPUT_KINDS)}")
     by_stem: dict[str, list[Path]] = {}
     for path in images:
         by_stem.setdefault(path.stem, []).append(path)
@@ -40,10 +64,8 @@ def output_targets(images: Sequence[Path], output: Path) -> dict[Path, tuple[Pat
             f"several inputs share a file name and would write the same outputs: {shown(clashes)}"
             "; predict them into separate output folders"
         )
-    return {
-        p: (output / "labels" / f"{p.stem}.png", output / "overlays" / f"{p.stem}.jpg")
-        for p in images
-    }
+    kinds = OUTPUT_KINDS[outputs]
+    return {p: tuple(output / d / f"{p.stem}{suffix}" for d, suffix in kinds) for p in images}
 
 
 def check_output_folder(output: Path, images: Sequence[Path]) -> None:
@@ -60,12 +82,15 @@ def check_output_folder(output: Path, images: Sequence[Path]) -> None:
     )
 
 
-def check_outputs(targets: dict[Path, tuple[Path, Path]], output: Path, overwrite: bool) -> None:
+def check_outputs(
+    targets: dict[Path, tuple[Path, ...]], output: Path, overwrite: bool, resume: bool = False
+) -> None:
     """Refuse outputs that would replace an input, or files that predict.py did not write.
 
     ``overwrite=true`` replaces only the outputs of an earlier prediction into ``output``: the
-    label PNGs and overlays of the images listed in its ``report.json``. Any other existing
-    file there (ground-truth labels, say) is never replaced, and an input never.
+    outputs of the images listed in its ``report.json`` or journal. Any other existing
+    file there (ground-truth labels, say) is never replaced, and an input never. ``resume=true``
+    accepts those same earlier outputs (it keeps the complete ones).
     """
     sources = {p.resolve() for p in targets}
     clobbered = [t for pair in targets.values() for t in pair if t.resolve() in sources]
@@ -75,27 +100,29 @@ def check_outputs(targets: dict[Path, tuple[Path, Path]], output: Path, overwrit
             "choose an output folder that holds no inputs"
         )
     outputs = [t for pair in targets.values() for t in pair]
-    refuse_existing([*outputs, output / "report.json"], overwrite)
+    if not resume:
+        refuse_existing(
+            [*outputs, output / "report.json"],
+            overwrite,
+            "overwrite=true (replace) or resume=true (keep complete outputs)",
+        )
     existing = [t for t in outputs if t.exists()]
     ours = _earlier_outputs(output)
     foreign = [t for t in existing if t.resolve() not in ours]
     if foreign:
         raise OutputExistsError(
             f"{shown(foreign)} exist but were not written by predict.py into {output} (not in "
-            f"its report.json); overwrite=true replaces only earlier predictions, so choose "
-            "another output folder"
+            f"its report.json or journal); overwrite=true and resume=true accept only earlier "
+            "predictions, so choose another output folder"
         )
 
 
 def _earlier_outputs(output: Path) -> set[Path]:
-    """The label PNGs and overlays that the ``report.json`` in ``output`` says were written."""
-    try:
-        written = json.loads((output / "report.json").read_text())["written"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return set()
-    stems = {Path(str(p)).stem for p in written}
-    return {(output / "labels" / f"{s}.png").resolve() for s in stems} | {
-        (output / "overlays" / f"{s}.jpg").resolve() for s in stems
+    """The outputs that an earlier run's ``report.json`` or journal says it wrote or began."""
+    return {
+        (output / folder / f"{stem}{suffix}").resolve()
+        for stem in started_stems(output)
+        for folder, suffix in _ALL_KINDS
     }
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "resolve_device",
     "barrier",
     "distributed",
+    "gather_objects",
     "sum_over_ranks",
     "gather_lists",
     "worker_rank_overrides",
@@ -129,13 +130,18 @@ def sum_over_ranks(value: int, device: torch.device) -> int:
     return int(total.item())
 
 
-def gather_lists(items: list[T]) -> list[T]:
-    """The lists of all processes joined in rank order (``all_gather_object``; a copy with one).
+def gather_objects(value: T) -> list[T]:
+    """``value`` of every process, in rank order (``[value]`` when one runs); picklable values.
 
-    A collective: every rank must call it. The items must be picklable.
+    A collective (``all_gather_object``): every rank must call it.
     """
     if get_world_size() == 1:
-        return list(items)
-    parts: list[list[T] | None] = [None] * get_world_size()
-    dist.all_gather_object(parts, list(items))
-    return [item for part in parts for item in (part or [])]
+        return [value]
+    values: list[T | None] = [None] * get_world_size()
+    dist.all_gather_object(values, value)
+    return values  # type: ignore[return-value]
+
+
+def gather_lists(items: list[T]) -> list[T]:
+    """The lists of all processes joined in rank order (:func:`gather_objects` of each)."""
+    return [item for part in gather_objects(list(items)) for item in part]
