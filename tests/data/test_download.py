@@ -5,58 +5,15 @@ from __future__ import annotations
 import hashlib
 import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from tests.http_files import FileServer
 from vanseg.data.download import download, main
 from vanseg.errors import DatasetError
 
-
-class ArchiveServer(ThreadingHTTPServer):
-    """Serves one payload; honours Range unless told not to; can cut the body short once."""
-
-    def __init__(self, payload: bytes) -> None:
-        super().__init__(("127.0.0.1", 0), ArchiveHandler)
-        self.payload = payload
-        self.honour_range = True
-        self.cut_after: int | None = None  # send only this many body bytes, once
-        self.ranges: list[str | None] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/ADEChallengeData2016.zip"
-
-
-class ArchiveHandler(BaseHTTPRequestHandler):
-    server: ArchiveServer
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
-        payload, requested = self.server.payload, self.headers.get("Range")
-        self.server.ranges.append(requested)
-        start = 0
-        if requested and self.server.honour_range:
-            start = int(requested.removeprefix("bytes=").split("-")[0])
-            if start >= len(payload):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(payload)}")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(payload) - 1}/{len(payload)}")
-        else:
-            self.send_response(200)
-        body = payload[start:]
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.server.cut_after is not None:
-            body, self.server.cut_after = body[: self.server.cut_after], None
-            self.close_connection = True
-        self.wfile.write(body)
-
-    def log_message(self, *args) -> None:
-        pass
+ARCHIVE = "ADEChallengeData2016.zip"
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +32,7 @@ def archive(tmp_path_factory, make_ade_layout) -> bytes:
 
 @pytest.fixture
 def server(archive):
-    srv = ArchiveServer(archive)
+    srv = FileServer({ARCHIVE: archive})
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     yield srv
@@ -84,8 +41,9 @@ def server(archive):
 
 
 def cli(server, root: Path, *extra: str) -> int:
-    sha256 = hashlib.sha256(server.payload).hexdigest()
-    args = ["ade20k", "--root", str(root), "--url", server.url, "--checksum", f"sha256:{sha256}"]
+    sha256 = hashlib.sha256(server.files[ARCHIVE]).hexdigest()
+    url = server.url(ARCHIVE)
+    args = ["ade20k", "--root", str(root), "--url", url, "--checksum", f"sha256:{sha256}"]
     args += ["--train-count", "3", "--val-count", "2", "--no-progress", *extra]
     return main(args)
 
@@ -103,40 +61,40 @@ def test_download_unpack_and_verify(server, tmp_path, capsys):
 
 
 def test_partial_download_is_resumed_with_http_range(server, tmp_path):
-    (tmp_path / "ADEChallengeData2016.zip.part").write_bytes(server.payload[:1000])
+    (tmp_path / "ADEChallengeData2016.zip.part").write_bytes(server.files[ARCHIVE][:1000])
     assert cli(server, tmp_path, "--keep-zip") == 0
     assert server.ranges == ["bytes=1000-"]
-    assert (tmp_path / "ADEChallengeData2016.zip").read_bytes() == server.payload
+    assert (tmp_path / "ADEChallengeData2016.zip").read_bytes() == server.files[ARCHIVE]
 
 
 def test_interrupted_download_keeps_the_part_and_resumes(server, tmp_path):
     server.cut_after = 700
     dest = tmp_path / "a.zip"
     with pytest.raises(DatasetError, match="run the same command again"):
-        download(server.url, dest, progress=False)
+        download(server.url(ARCHIVE), dest, progress=False)
     assert (tmp_path / "a.zip.part").stat().st_size == 700
-    download(
-        server.url, dest, f"sha256:{hashlib.sha256(server.payload).hexdigest()}", progress=False
-    )
+    sha256 = hashlib.sha256(server.files[ARCHIVE]).hexdigest()
+    download(server.url(ARCHIVE), dest, f"sha256:{sha256}", progress=False)
     assert server.ranges == [None, "bytes=700-"]
-    assert dest.read_bytes() == server.payload
+    assert dest.read_bytes() == server.files[ARCHIVE]
 
 
 def test_server_without_range_support_restarts_cleanly(server, tmp_path):
     server.honour_range = False
     (tmp_path / "x.zip.part").write_bytes(b"stale bytes")
-    download(server.url, tmp_path / "x.zip", progress=False)
-    assert (tmp_path / "x.zip").read_bytes() == server.payload
+    download(server.url(ARCHIVE), tmp_path / "x.zip", progress=False)
+    assert (tmp_path / "x.zip").read_bytes() == server.files[ARCHIVE]
 
 
 def test_complete_part_file_gets_416_and_is_accepted(server, tmp_path):
-    (tmp_path / "y.zip.part").write_bytes(server.payload)
-    download(server.url, tmp_path / "y.zip", expected_size=len(server.payload), progress=False)
-    assert (tmp_path / "y.zip").read_bytes() == server.payload
+    (tmp_path / "y.zip.part").write_bytes(server.files[ARCHIVE])
+    size = len(server.files[ARCHIVE])
+    download(server.url(ARCHIVE), tmp_path / "y.zip", expected_size=size, progress=False)
+    assert (tmp_path / "y.zip").read_bytes() == server.files[ARCHIVE]
 
 
 def test_checksum_mismatch_deletes_the_file(server, tmp_path, capsys):
-    args = ["ade20k", "--root", str(tmp_path), "--url", server.url, "--no-progress"]
+    args = ["ade20k", "--root", str(tmp_path), "--url", server.url(ARCHIVE), "--no-progress"]
     with pytest.raises(SystemExit) as exit_info:
         main([*args, "--checksum", "sha256:" + "0" * 64])
     assert exit_info.value.code == 2  # USER_ERROR_EXIT, as every tool
@@ -147,11 +105,11 @@ def test_checksum_mismatch_deletes_the_file(server, tmp_path, capsys):
 
 def test_size_mismatch_is_reported(server, tmp_path):
     with pytest.raises(DatasetError, match="expected"):
-        download(server.url, tmp_path / "z.zip", expected_size=123, progress=False)
+        download(server.url(ARCHIVE), tmp_path / "z.zip", expected_size=123, progress=False)
 
 
 def test_wrong_counts_fail_the_layout_check(server, tmp_path, capsys):
-    args = ["ade20k", "--root", str(tmp_path), "--url", server.url, "--no-progress"]
+    args = ["ade20k", "--root", str(tmp_path), "--url", server.url(ARCHIVE), "--no-progress"]
     with pytest.raises(SystemExit, match="2"):
         main([*args, "--checksum", "none"])  # default counts: 20,210 / 2,000
     err = capsys.readouterr().err

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ import torch
 import yaml
 
 import vanseg
+from tests.http_files import FileServer
 from tests.models import mmseg_reference as ref
 from vanseg.checkpoint.zoo import converted_path, resolve_weights
 from vanseg.errors import USER_ERROR_EXIT, CheckpointError, ConfigError
@@ -26,47 +26,6 @@ from vanseg.models import zoo
 from vanseg.tools.weights import main as weights_main
 
 BACKBONE, SEGMENTATION = "van_test_in1k", "light_ham_van_test_ade20k"
-
-
-class FileServer(ThreadingHTTPServer):
-    """Serves ``files[path]``; honours Range; can cut one response short."""
-
-    def __init__(self, files: dict[str, bytes]) -> None:
-        super().__init__(("127.0.0.1", 0), FileHandler)
-        self.files = files
-        self.cut_after: int | None = None  # send only this many body bytes, once
-        self.requests: list[tuple[str, str | None]] = []
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/{path}"
-
-
-class FileHandler(BaseHTTPRequestHandler):
-    server: FileServer
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
-        path, requested = self.path.lstrip("/"), self.headers.get("Range")
-        self.server.requests.append((path, requested))
-        if path not in self.server.files:
-            self.send_error(404)
-            return
-        payload, start = self.server.files[path], 0
-        if requested:
-            start = int(requested.removeprefix("bytes=").split("-")[0])
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(payload) - 1}/{len(payload)}")
-        else:
-            self.send_response(200)
-        body = payload[start:]
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.server.cut_after is not None:
-            body, self.server.cut_after = body[: self.server.cut_after], None
-            self.close_connection = True
-        self.wfile.write(body)
-
-    def log_message(self, *args) -> None:
-        pass
 
 
 def _saved(obj: object) -> bytes:
