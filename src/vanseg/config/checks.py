@@ -109,24 +109,20 @@ def _cross_checks(cfg: DictConfig) -> list[str]:
             f"data.ignore_index={ignore} is a class index (data.num_classes={classes}); use a "
             "value >= num_classes, such as 255"
         )
-    weights = _value(cfg, "module.class_weight")
-    if isinstance(weights, list) and _int(classes) and len(weights) != classes:
-        problems.append(
-            f"module.class_weight has {len(weights)} values but data.num_classes={classes}; "
-            "give one weight per class"
-        )
+    per_class = (("module.class_weight", "values", "weight"), ("data.class_names", "names", "name"))
+    for key, plural, unit in per_class:
+        values = _value(cfg, key)  # one per class
+        if isinstance(values, list) and _int(classes) and len(values) != classes:
+            problems.append(
+                f"{key} has {len(values)} {plural} but data.num_classes={classes}; give one "
+                f"{unit} per class"
+            )
     init, resume = _value(cfg, "model.init_from"), _value(cfg, "ckpt_path")
     if init not in (None, _MISSING) and resume not in (None, _MISSING):
         problems.append(
             f"ckpt_path={resume} resumes a run and model.init_from={init} starts a new one "
             "from other weights; give one of them (to resume a fine-tuning run, add "
             "model.init_from=null)"
-        )
-    names = _value(cfg, "data.class_names")
-    if isinstance(names, list) and _int(classes) and len(names) != classes:
-        problems.append(
-            f"data.class_names has {len(names)} names but data.num_classes={classes}; give one "
-            "name per class"
         )
     return problems
 
