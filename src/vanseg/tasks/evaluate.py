@@ -159,10 +159,10 @@ def report_options(cfg: DictConfig) -> ReportOptions | None:
     if not enabled:
         return None
     return ReportOptions(
-        worst_k=cfg.get("report_worst_k", 24),
-        top_pairs=cfg.get("report_top_pairs", 20),
-        class_images=cfg.get("report_class_images", 3),
-        panel_side=cfg.get("report_panel_side", 320),
+        worst_k=cfg.report_worst_k,
+        top_pairs=cfg.report_top_pairs,
+        class_images=cfg.report_class_images,
+        panel_side=cfg.report_panel_side,
     )
 
 
