@@ -27,6 +27,7 @@ from vanseg.models.build import build_model as _build_model
 from vanseg.models.pretrained import check_and_load
 from vanseg.models.segmentor import Segmentor
 from vanseg.models.zoo import is_zoo_name
+from vanseg.utils.text import few
 
 __all__ = ["CLASSIFIER_PREFIXES", "InitReport", "build_model", "init_model_from", "source_state"]
 
@@ -63,8 +64,7 @@ class InitReport:
         ]
         lines = [f"init_from {self.source}", f"  {'tensors':<15}{'count':>6}  keys"]
         for name, keys, show in rows:
-            shown = ", ".join(keys[:6]) + (", ..." if len(keys) > 6 else "") if show else ""
-            lines.append(f"  {name:<15}{len(keys):>6}  {shown}".rstrip())
+            lines.append(f"  {name:<15}{len(keys):>6}  {few(keys, 6) if show else ''}".rstrip())
         return "\n".join(lines)
 
 
@@ -137,7 +137,7 @@ def init_model_from(model: nn.Module, source: str | Path) -> InitReport:
             missing.append(key)
     if missing or mis_shaped:
         parts = [
-            f"{len(keys)} {what}: {', '.join(keys[:4])}" + (", ..." if len(keys) > 4 else "")
+            f"{len(keys)} {what}: {few(keys, 4)}"
             for what, keys in (("missing", missing), ("mis-shaped", mis_shaped))
             if keys
         ]

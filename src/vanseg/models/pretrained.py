@@ -13,14 +13,11 @@ from vanseg.errors import CheckpointError, InputNotFoundError
 from vanseg.models import zoo
 from vanseg.models.backbones.van import CLASSIFIER_PREFIX, checkpoint_filter_fn
 from vanseg.utils.safe_load import load_file, unwrap_state_dict
+from vanseg.utils.text import few
 
 __all__ = ["check_and_load", "load_pretrained_backbone"]
 
 log = logging.getLogger(__name__)
-
-
-def _few(items: list[str], shown: int = 3) -> str:
-    return ", ".join(items[:shown]) + (", ..." if len(items) > shown else "")
 
 
 def check_and_load(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
@@ -67,13 +64,13 @@ def check_and_load(module: nn.Module, state_dict: Mapping[str, torch.Tensor], so
     if mis_typed:
         raise CheckpointError(
             f"{source} stores {len(mis_typed)} tensor(s) with the wrong kind of dtype "
-            f"({_few(mis_typed)}); it was not written for this model: use the checkpoint it "
+            f"({few(mis_typed, 3)}); it was not written for this model: use the checkpoint it "
             "was exported from"
         )
     if non_finite:
         raise CheckpointError(
             f"{source} holds NaN or infinite values in {len(non_finite)} tensor(s) "
-            f"({_few(non_finite)}); these weights are broken: use an earlier checkpoint"
+            f"({few(non_finite, 3)}); these weights are broken: use an earlier checkpoint"
         )
     module.load_state_dict(state_dict, strict=True)
 

@@ -57,7 +57,6 @@ from vanseg.tasks.predict_outputs import (
     check_output_folder,
     check_outputs,
     output_targets,
-    shown,
 )
 from vanseg.tasks.predict_pipeline import PipelineOptions, predict_shard
 from vanseg.utils.atomic import write_atomic
@@ -70,6 +69,7 @@ from vanseg.utils.distributed import (
     rank_and_world_size,
     resolve_device,
 )
+from vanseg.utils.text import few
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -205,7 +205,7 @@ def predict_images(
             left = remove_unfinished_writes(output, started_stems(output))
             if left:
                 log.warning(
-                    "removed %d unfinished writes of a stopped run: %s", len(left), shown(left)
+                    "removed %d unfinished writes of a stopped run: %s", len(left), few(left)
                 )
         finished = frozenset(finished_stems(output)) if resume else None
         # Again, now that no other run can write.
@@ -340,7 +340,7 @@ def _print_report(report: PredictReport, output: Path, outputs: str) -> None:
             console.print(f"  {path}: {reason}")
     if report.ignored:
         console.print(f"ignored {len(report.ignored)} files without an image extension:")
-        console.print(f"  {shown(report.ignored)}")
+        console.print(f"  {few(report.ignored)}")
 
 
 def predict_task(cfg: DictConfig) -> PredictReport:

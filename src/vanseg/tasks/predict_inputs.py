@@ -9,7 +9,7 @@ import glob
 from pathlib import Path
 
 from vanseg.errors import ConfigError
-from vanseg.tasks.predict_outputs import shown
+from vanseg.utils.text import few
 
 __all__ = ["IMAGE_EXTENSIONS", "find_images"]
 
@@ -46,7 +46,7 @@ def find_images(spec: str | Path) -> tuple[list[Path], list[Path]]:
     images = [p for p in files if _is_image(p)]
     ignored = [p for p in files if not _is_image(p)]
     if not images:
-        found = f"; it holds only {shown(ignored)}" if ignored else ""
+        found = f"; it holds only {few(ignored)}" if ignored else ""
         raise ConfigError(
             f"{where} holds no images with extensions {', '.join(IMAGE_EXTENSIONS)}{found}"
         )

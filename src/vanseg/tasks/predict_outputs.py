@@ -20,6 +20,7 @@ from pathlib import Path
 from vanseg.errors import ConfigError, OutputExistsError
 from vanseg.tasks.predict_journal import started_stems
 from vanseg.utils.atomic import refuse_existing
+from vanseg.utils.text import few
 
 __all__ = [
     "OUTPUT_KINDS",
@@ -27,7 +28,6 @@ __all__ = [
     "check_output_folder",
     "check_outputs",
     "output_targets",
-    "shown",
 ]
 
 #: ``outputs`` values and the files each writes per image: (folder, suffix).
@@ -40,13 +40,6 @@ OUTPUT_KINDS: dict[str, tuple[tuple[str, str], ...]] = {
 _ALL_KINDS = (("labels", ".png"), ("overlays", ".jpg"), ("probs", ".npz"))
 
 log = logging.getLogger("vanseg")
-_SHOWN = 5
-
-
-def shown(paths: Sequence[Path | str]) -> str:
-    """The first few paths, and how many more."""
-    more = f" and {len(paths) - _SHOWN} more" if len(paths) > _SHOWN else ""
-    return ", ".join(map(str, paths[:_SHOWN])) + more
 
 
 def output_targets(
@@ -61,7 +54,7 @@ def output_targets(
     clashes = [p for paths in by_stem.values() if len(paths) > 1 for p in paths]
     if clashes:
         raise ConfigError(
-            f"several inputs share a file name and would write the same outputs: {shown(clashes)}"
+            f"several inputs share a file name and would write the same outputs: {few(clashes)}"
             "; predict them into separate output folders"
         )
     kinds = OUTPUT_KINDS[outputs]
@@ -96,7 +89,7 @@ def check_outputs(
     clobbered = [t for pair in targets.values() for t in pair if t.resolve() in sources]
     if clobbered:
         raise OutputExistsError(
-            f"output={output} would write over input images ({shown(clobbered)}); "
+            f"output={output} would write over input images ({few(clobbered)}); "
             "choose an output folder that holds no inputs"
         )
     outputs = [t for pair in targets.values() for t in pair]
@@ -111,7 +104,7 @@ def check_outputs(
     foreign = [t for t in existing if t.resolve() not in ours]
     if foreign:
         raise OutputExistsError(
-            f"{shown(foreign)} exist but were not written by predict.py into {output} (not in "
+            f"{few(foreign)} exist but were not written by predict.py into {output} (not in "
             f"its report.json or journal); overwrite=true and resume=true accept only earlier "
             "predictions, so choose another output folder"
         )

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from vanseg.errors import OutputExistsError
+from vanseg.utils.text import few
 
 __all__ = [
     "write_atomic",
@@ -52,10 +53,10 @@ def refuse_existing(
         return
     existing = [str(p) for p in paths if Path(p).exists()]
     if existing:
-        more = f" and {len(existing) - 5} more" if len(existing) > 5 else ""
-        shown = ", ".join(existing[:5]) + more
         verb = "exists" if len(existing) == 1 else "exist"
-        raise OutputExistsError(f"{shown} already {verb}; pass {option} to replace, or {instead}")
+        raise OutputExistsError(
+            f"{few(existing)} already {verb}; pass {option} to replace, or {instead}"
+        )
 
 
 def check_destination(
